@@ -1,0 +1,380 @@
+"""The embedded stack: every part of Loopline as its own process on 127.0.0.1.
+
+`Stack.up` starts the Kafka-wire broker (noida-db), an MLflow server, each service that exists and, if a
+`prometheus` binary is on PATH, Prometheus scraping them all; it records each process in
+`<home>/stack.json` as soon as it starts, so `down` can always clean up, even after a failed `up`.
+`status` checks each process (by pid and start time, so a reused pid is not mistaken for ours) and its
+health endpoint. Logs go to `<home>/logs/<component>.log`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from loopline_cli import health
+
+STATE_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Default ports of the embedded stack; `offset` shifts them all (to run a second stack beside one)."""
+
+    kafka: int = 9092
+    mlflow: int = 5000
+    prometheus: int = 9090
+    offset: int = 0
+
+    def of(self, port: int) -> int:
+        return port + self.offset
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How the stack runs one Loopline service: `python -m <module>` with its settings in the env."""
+
+    name: str
+    module: str
+    http_port: int
+    grpc_port: int
+    # Folder of the service's own virtual environment below the repository (None: this interpreter).
+    venv: str | None = None
+    # Extra settings, given the stack's addresses: {"LOOPLINE_X_MLFLOW_URI": ...}.
+    env: Callable[[dict[str, str]], dict[str, str]] = field(default=lambda addresses: {})
+
+
+# Every Loopline service the embedded stack runs, in start order. Each service issue adds its entry.
+SERVICES: tuple[ServiceSpec, ...] = ()
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    log: str
+    health: dict[str, str]
+    urls: dict[str, str]
+    pid: int = 0
+    started_at: float = 0.0
+
+
+class StackError(Exception):
+    """`up` could not bring the stack to health; the message says which part and where its log is."""
+
+
+def _process(component: Component) -> psutil.Process | None:
+    """The running process of `component`, or None if it exited (or the pid now belongs to another)."""
+    if not component.pid:
+        return None
+    try:
+        proc = psutil.Process(component.pid)
+        if abs(proc.create_time() - component.started_at) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.NoSuchProcess:
+        return None
+
+
+def check_health(component: Component) -> tuple[bool, str]:
+    """(healthy, detail) from the component's own health probe(s)."""
+    results: list[tuple[bool, str]] = []
+    for kind, target in component.health.items():
+        if kind == "kafka":
+            results.append(health.kafka_ok(target))
+        elif kind == "http":
+            results.append(health.http_ok(target))
+        elif kind == "grpc":
+            results.append(health.grpc_serving(target))
+    ok = all(r[0] for r in results)
+    return ok, "; ".join(r[1] for r in results)
+
+
+def component_status(component: Component) -> dict[str, object]:
+    if _process(component) is None:
+        state, detail = "down", f"process {component.pid} is not running; see {component.log}"
+    else:
+        healthy, detail = check_health(component)
+        state = "healthy" if healthy else "unhealthy"
+    return {
+        "name": component.name,
+        "state": state,
+        "pid": component.pid,
+        "urls": component.urls,
+        "log": component.log,
+        "detail": detail,
+    }
+
+
+class Stack:
+    def __init__(
+        self,
+        *,
+        home: Path,
+        ports: Ports = Ports(),
+        services: Iterable[ServiceSpec] = SERVICES,
+        repo: Path | None = None,
+        prometheus: bool | None = None,
+    ) -> None:
+        self.home = home.resolve()
+        self.ports = ports
+        self.services = list(services)
+        self.repo = repo or _find_repo()
+        self.prometheus_binary = shutil.which("prometheus") if prometheus is not False else None
+        self.state_path = self.home / STATE_FILE
+
+    # ---- state -----------------------------------------------------------------------------------
+    def load(self) -> list[Component]:
+        if not self.state_path.exists():
+            return []
+        data = json.loads(self.state_path.read_text())
+        return [Component(**c) for c in data["components"]]
+
+    def _save(self, components: list[Component]) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"components": [asdict(c) for c in components]}, indent=2))
+        tmp.replace(self.state_path)
+
+    # ---- components ------------------------------------------------------------------------------
+    def addresses(self) -> dict[str, str]:
+        """Where the infrastructure is, for the services' settings."""
+        return {
+            "kafka": f"127.0.0.1:{self.ports.of(self.ports.kafka)}",
+            "mlflow": f"http://127.0.0.1:{self.ports.of(self.ports.mlflow)}",
+            "home": str(self.home),
+        }
+
+    def _infrastructure(self) -> list[tuple[Component, dict[str, str]]]:
+        bindir = Path(sys.executable).parent
+        kafka_port = self.ports.of(self.ports.kafka)
+        mlflow_port = self.ports.of(self.ports.mlflow)
+        mlflow_dir = self.home / "mlflow"
+        kafka = Component(
+            name="kafka",
+            argv=[
+                str(bindir / "noida-db"), "start", "--data-dir", str(self.home / "kafka"),
+                "--host", "127.0.0.1", "--only", "kafka", "--kafka-port", str(kafka_port),
+            ],
+            log=str(self.home / "logs" / "kafka.log"),
+            health={"kafka": f"127.0.0.1:{kafka_port}"},
+            urls={"bootstrap": f"127.0.0.1:{kafka_port}"},
+        )
+        mlflow = Component(
+            name="mlflow",
+            argv=[
+                str(bindir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
+                "--workers", "1",
+                "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                "--artifacts-destination", str(mlflow_dir / "artifacts"),
+                "--expose-prometheus", str(mlflow_dir / "metrics"),
+            ],
+            log=str(self.home / "logs" / "mlflow.log"),
+            health={"http": f"http://127.0.0.1:{mlflow_port}/health"},
+            urls={"ui": f"http://127.0.0.1:{mlflow_port}"},
+        )
+        mlflow_env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        return [(kafka, {}), (mlflow, mlflow_env)]
+
+    def _service(self, spec: ServiceSpec) -> tuple[Component, dict[str, str]]:
+        python = sys.executable
+        if spec.venv is not None and (self.repo / spec.venv / "bin" / "python").exists():
+            python = str(self.repo / spec.venv / "bin" / "python")
+        http_port, grpc_port = self.ports.of(spec.http_port), self.ports.of(spec.grpc_port)
+        prefix = f"LOOPLINE_{spec.name.upper().replace('-', '_')}_"
+        env = {
+            f"{prefix}HOST": "127.0.0.1",
+            f"{prefix}HTTP_PORT": str(http_port),
+            f"{prefix}GRPC_PORT": str(grpc_port),
+            **spec.env(self.addresses()),
+        }
+        component = Component(
+            name=spec.name,
+            argv=[python, "-m", spec.module],
+            log=str(self.home / "logs" / f"{spec.name}.log"),
+            health={"http": f"http://127.0.0.1:{http_port}/readyz", "grpc": f"127.0.0.1:{grpc_port}"},
+            urls={"http": f"http://127.0.0.1:{http_port}", "grpc": f"127.0.0.1:{grpc_port}"},
+        )
+        return component, env
+
+    def _prometheus(self, targets: list[Component]) -> tuple[Component, dict[str, str]]:
+        assert self.prometheus_binary is not None
+        port = self.ports.of(self.ports.prometheus)
+        folder = self.home / "prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        jobs = [
+            {
+                "job_name": c.name,
+                "static_configs": [{"targets": [c.urls["http"].removeprefix("http://")]}],
+                "metrics_path": "/metrics",
+            }
+            for c in targets
+            if "http" in c.urls
+        ]
+        jobs.append({"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]})
+        mlflow = self.ports.of(self.ports.mlflow)
+        jobs.append({"job_name": "mlflow", "static_configs": [{"targets": [f"127.0.0.1:{mlflow}"]}]})
+        config = {"global": {"scrape_interval": "5s", "evaluation_interval": "5s"}, "scrape_configs": jobs}
+        # JSON is valid YAML, and keeps this free of a YAML dependency.
+        (folder / "prometheus.yml").write_text(json.dumps(config, indent=2))
+        component = Component(
+            name="prometheus",
+            argv=[
+                self.prometheus_binary, f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            log=str(self.home / "logs" / "prometheus.log"),
+            health={"http": f"http://127.0.0.1:{port}/-/ready"},
+            urls={"ui": f"http://127.0.0.1:{port}"},
+        )
+        return component, {}
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def _spawn(self, component: Component, env: dict[str, str]) -> None:
+        Path(component.log).parent.mkdir(parents=True, exist_ok=True)
+        with open(component.log, "ab") as log:
+            proc = subprocess.Popen(
+                component.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+                env={**os.environ, **env},
+                start_new_session=True,  # its own process group: down stops it and every child it made
+            )
+        component.pid = proc.pid
+        component.started_at = psutil.Process(proc.pid).create_time()
+
+    def _wait_healthy(self, components: list[Component], timeout: float) -> None:
+        """Wait until every component is healthy; raise StackError naming the first that is not."""
+        deadline = time.monotonic() + timeout
+
+        def wait_one(component: Component) -> str | None:
+            detail = ""
+            while time.monotonic() < deadline:
+                if _process(component) is None:
+                    return f"{component.name} exited during start-up; see {component.log}:\n{_tail(component.log)}"
+                ok, detail = check_health(component)
+                if ok:
+                    return None
+                time.sleep(0.25)
+            return f"{component.name} not healthy after {timeout:.0f}s ({detail}); see {component.log}"
+
+        with ThreadPoolExecutor(max_workers=max(1, len(components))) as pool:
+            problems = [p for p in pool.map(wait_one, components) if p]
+        if problems:
+            raise StackError("\n".join(problems))
+
+    def up(self, *, timeout: float = 90.0, progress: Callable[[str], None] = lambda _: None) -> list[Component]:
+        """Start everything and wait for health; on failure stop what started and raise StackError."""
+        running = [c for c in self.load() if _process(c) is not None]
+        if running:
+            names = ", ".join(c.name for c in running)
+            raise StackError(f"a stack is already running from {self.home} ({names}); run `loopline down` first")
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        started: list[Component] = []
+        try:
+            stages: list[list[tuple[Component, dict[str, str]]]] = [
+                self._infrastructure(),
+                [self._service(spec) for spec in self.services],
+            ]
+            for stage in stages:
+                if not stage:
+                    continue
+                for component, env in stage:
+                    progress(f"starting {component.name}")
+                    self._spawn(component, env)
+                    started.append(component)
+                    self._save(started)
+                self._wait_healthy([c for c, _ in stage], timeout)
+            if self.prometheus_binary:
+                component, env = self._prometheus([c for c in started if c.name not in ("kafka", "mlflow")])
+                progress("starting prometheus")
+                self._spawn(component, env)
+                started.append(component)
+                self._save(started)
+                self._wait_healthy([component], timeout)
+        except BaseException:
+            self.down()
+            raise
+        return started
+
+    def down(self, *, timeout: float = 15.0) -> list[str]:
+        """Stop every recorded component (SIGTERM to its process group, SIGKILL after `timeout`)."""
+        components = self.load()
+        stopped = []
+        for component in reversed(components):
+            # The group, not just the leader: a crashed leader may have left children running.
+            if group_members(component.pid, since=component.started_at):
+                _stop_group(component.pid, component.started_at, timeout)
+                stopped.append(component.name)
+        if self.state_path.exists():
+            self.state_path.unlink()
+        return stopped
+
+    def status(self) -> list[dict[str, object]]:
+        components = self.load()
+        with ThreadPoolExecutor(max_workers=max(1, len(components))) as pool:
+            return list(pool.map(component_status, components))
+
+
+def group_members(pgid: int, *, since: float = 0.0) -> list[psutil.Process]:
+    """Live (non-zombie) processes of a process group started no earlier than `since` (a component's
+    start time, so that an unrelated process that reused the pid is never counted)."""
+    members = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if (
+                os.getpgid(proc.pid) == pgid
+                and proc.info["create_time"] >= since - 1.0
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                members.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return members
+
+
+def _stop_group(pgid: int, since: float, timeout: float) -> None:
+    """SIGTERM the process group, wait for all of it to exit, SIGKILL what is left after `timeout`."""
+    members = group_members(pgid, since=since)
+    for proc in members:
+        _signal(proc, signal.SIGTERM)
+    _, alive = psutil.wait_procs(members, timeout=timeout)
+    for proc in alive:
+        _signal(proc, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=5)
+
+
+def _signal(proc: psutil.Process, sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _tail(path: str, lines: int = 20) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _find_repo() -> Path:
+    """The repository root (for services' own environments): from LOOPLINE_REPO, the cwd, or this file."""
+    if "LOOPLINE_REPO" in os.environ:
+        return Path(os.environ["LOOPLINE_REPO"])
+    for candidate in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
+        if (candidate / "services").is_dir() and (candidate / "protos").is_dir():
+            return candidate
+    return Path.cwd()

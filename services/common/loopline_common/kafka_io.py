@@ -1,0 +1,334 @@
+"""Kafka I/O on kafka-python: protobuf payloads, keys, a producer that never blocks its caller, and a
+consumer loop that commits only after the handler succeeded.
+
+Every record carries a `content-type` header naming its protobuf message type
+(`application/x-protobuf; messageType=loopline.events.v1.ModelEvent`). A consumer that receives a record
+it cannot decode as the type it expects (wrong or missing header, bytes that do not parse, or a handler
+that raises `PoisonMessage`) sends it to the dead-letter topic with the reason and its origin in headers,
+commits past it and moves on, so one bad record never stalls a partition. Any other handler error is
+retried from the same offset (at-least-once); handlers must therefore be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from loopline_common.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+CONTENT_TYPE_HEADER = "content-type"
+DLQ_SUFFIX = ".dlq"
+
+
+def content_type(message_type: type[Message]) -> bytes:
+    return f"application/x-protobuf; messageType={message_type.DESCRIPTOR.full_name}".encode()
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a record that can never be processed: it goes to the dead-letter topic."""
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class EventProducer:
+    """Publishes protobuf messages without ever blocking the caller.
+
+    `publish` puts the record in a bounded in-memory buffer and returns at once; a background thread
+    hands records to kafka-python (which batches, retries and, with idempotence, de-duplicates). When the
+    buffer is full (the broker is down or slow) the record is dropped and counted in
+    `loopline_<service>_kafka_dropped_total{reason="buffer_full"}`; a record the broker finally refused is
+    counted with reason="delivery_failed". Records still buffered when the broker comes back are sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        metrics: ServiceMetrics,
+        client_id: str,
+        max_buffered: int = 10_000,
+        linger_ms: int = 5,
+        request_timeout_ms: int = 10_000,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._client_id = client_id
+        self._linger_ms = linger_ms
+        self._request_timeout_ms = request_timeout_ms
+        self._queue: queue.Queue[_Outgoing | None] = queue.Queue(maxsize=max_buffered)
+        self._producer: KafkaProducer | None = None
+        self._closed = threading.Event()
+        self._connected = threading.Event()
+        self._produced = metrics.counter("kafka_produced_total", "Records acknowledged by Kafka", ["topic"])
+        self._dropped = metrics.counter(
+            "kafka_dropped_total", "Records dropped instead of blocking or after failed delivery", ["topic", "reason"]
+        )
+        self._buffered = metrics.gauge("kafka_producer_buffered", "Records waiting in the producer buffer")
+        self._buffered.set_function(self._queue.qsize)
+        self._thread = threading.Thread(target=self._run, name=f"kafka-producer-{client_id}", daemon=True)
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        """True once a connection to the broker was made (for readiness)."""
+        return self._connected.is_set()
+
+    def publish(
+        self, topic: str, message: Message, *, key: str | bytes | None, headers: dict[str, str] | None = None
+    ) -> bool:
+        """Queue `message` for `topic`; False (and counted) if it was dropped because the buffer is full."""
+        record = _Outgoing(
+            topic=topic,
+            key=key.encode() if isinstance(key, str) else key,
+            value=message.SerializeToString(),
+            headers=[(CONTENT_TYPE_HEADER, content_type(type(message)))]
+            + [(k, v.encode()) for k, v in (headers or {}).items()],
+        )
+        try:
+            self._queue.put_nowait(record)
+            return True
+        except queue.Full:
+            self._dropped.labels(topic, "buffer_full").inc()
+            return False
+
+    def _connect(self) -> KafkaProducer:
+        while not self._closed.is_set():
+            try:
+                producer = KafkaProducer(
+                    bootstrap_servers=self._bootstrap,
+                    client_id=self._client_id,
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=self._linger_ms,
+                    request_timeout_ms=self._request_timeout_ms,
+                    max_block_ms=self._request_timeout_ms,
+                )
+                self._connected.set()
+                return producer
+            except Exception as exc:  # broker not there yet: keep the records, try again
+                log.warning("kafka producer cannot connect yet: %s", exc)
+                self._closed.wait(1.0)
+        raise RuntimeError("producer closed")
+
+    def _run(self) -> None:
+        pending: _Outgoing | None = None
+        while True:
+            if pending is None:
+                pending = self._queue.get()
+                if pending is None:  # close() sentinel
+                    self._queue.task_done()
+                    break
+            if self._producer is None:
+                try:
+                    self._producer = self._connect()
+                except RuntimeError:
+                    break
+            record = pending
+            try:
+                future = self._producer.send(record.topic, key=record.key, value=record.value, headers=record.headers)
+            except Exception as exc:  # metadata unavailable within max_block_ms: keep the record, retry
+                log.warning("kafka send to %s not accepted yet: %s", record.topic, exc)
+                self._closed.wait(0.5)
+                if self._closed.is_set():
+                    self._dropped.labels(record.topic, "closed").inc()
+                    pending = None
+                    self._queue.task_done()
+                continue
+            future.add_callback(lambda _meta, t=record.topic: self._produced.labels(t).inc())
+            future.add_errback(lambda exc, t=record.topic: self._on_failed(t, exc))
+            pending = None
+            self._queue.task_done()
+        if self._producer is not None:
+            self._producer.flush(timeout=self._request_timeout_ms / 1000)
+            self._producer.close(timeout=self._request_timeout_ms / 1000)
+
+    def _on_failed(self, topic: str, exc: BaseException) -> None:
+        log.error("kafka delivery to %s failed: %s", topic, exc)
+        self._dropped.labels(topic, "delivery_failed").inc()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued record was handed to Kafka and acknowledged; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        if self._producer is not None:
+            self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is buffered (bounded by `timeout` when the broker is reachable), then stop."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        self._closed.set()
+        self._thread.join(1.0)
+
+
+Handler = Callable[[M, ConsumerRecord], None]
+
+
+class ConsumerLoop(Generic[M]):
+    """Consume `topics` as `group_id`, decode each record as `message_type`, call `handler`, commit.
+
+    Offsets are committed only after the handler returned (at-least-once). Undecodable records and
+    records whose handler raised `PoisonMessage` go to `<topic>.dlq`. Any other exception makes the loop
+    seek back to the failed record and try again after `retry_backoff_seconds`.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        group_id: str,
+        topics: Sequence[str],
+        message_type: type[M],
+        handler: Handler[M],
+        metrics: ServiceMetrics,
+        client_id: str,
+        dead_letter_suffix: str = DLQ_SUFFIX,
+        retry_backoff_seconds: float = 1.0,
+        poll_timeout_ms: int = 500,
+        max_poll_records: int = 500,
+        max_poll_interval_ms: int = 300_000,
+        session_timeout_ms: int = 10_000,
+    ) -> None:
+        self.message_type = message_type
+        self.handler = handler
+        self.topics = list(topics)
+        self.dead_letter_suffix = dead_letter_suffix
+        self.retry_backoff_seconds = retry_backoff_seconds
+        self.poll_timeout_ms = poll_timeout_ms
+        self._expected_type = content_type(message_type)
+        self._consumer_config = dict(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_poll_records,
+            max_poll_interval_ms=max_poll_interval_ms,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(100, session_timeout_ms // 4),
+        )
+        self._bootstrap = bootstrap_servers
+        self._client_id = client_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._dlq: KafkaProducer | None = None
+        self._consumed = metrics.counter("kafka_consumed_total", "Records processed and committed", ["topic"])
+        self._dead_lettered = metrics.counter(
+            "kafka_dead_lettered_total", "Records sent to the dead-letter topic", ["topic", "reason"]
+        )
+        self._handler_errors = metrics.counter(
+            "kafka_handler_errors_total", "Handler failures that will be retried", ["topic"]
+        )
+
+    @property
+    def assigned(self) -> bool:
+        """True once the group gave this consumer its partitions (for readiness)."""
+        consumer = self._consumer
+        return consumer is not None and bool(consumer.assignment())
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"kafka-consumer-{self._client_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Poll and process until `stop()`; safe to run in the calling thread."""
+        self._consumer = KafkaConsumer(**self._consumer_config)
+        self._consumer.subscribe(self.topics)
+        try:
+            while not self._stop.is_set():
+                batches = self._consumer.poll(timeout_ms=self.poll_timeout_ms)
+                for tp, records in batches.items():
+                    self._process_partition(tp, records)
+        finally:
+            self._consumer.close()
+            if self._dlq is not None:
+                self._dlq.close(timeout=5)
+
+    def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        """Process records in order; commit the position after the last one that succeeded."""
+        assert self._consumer is not None
+        done = 0
+        try:
+            for record in records:
+                if self._stop.is_set():
+                    return
+                try:
+                    self._process(record)
+                except Exception:
+                    self._handler_errors.labels(tp.topic).inc()
+                    log.exception("handler failed on %s[%d]@%d; will retry", tp.topic, tp.partition, record.offset)
+                    self._consumer.seek(tp, record.offset)
+                    self._stop.wait(self.retry_backoff_seconds)
+                    return
+                done += 1
+        finally:
+            if done:
+                self._consumer.commit({tp: OffsetAndMetadata(records[done - 1].offset + 1, "", -1)})
+                self._consumed.labels(tp.topic).inc(done)
+
+    def _process(self, record: ConsumerRecord) -> None:
+        headers = dict(record.headers or [])
+        if headers.get(CONTENT_TYPE_HEADER) != self._expected_type:
+            got = headers.get(CONTENT_TYPE_HEADER, b"none").decode(errors="replace")
+            self._dead_letter(record, "wrong_type", f"expected {self._expected_type.decode()}, got {got}")
+            return
+        try:
+            message = self.message_type.FromString(record.value)
+        except DecodeError as exc:
+            self._dead_letter(record, "undecodable", str(exc))
+            return
+        try:
+            self.handler(message, record)
+        except PoisonMessage as exc:
+            self._dead_letter(record, "rejected", str(exc))
+
+    def _dead_letter(self, record: ConsumerRecord, reason: str, error: str) -> None:
+        """Send the record, untouched, to the dead-letter topic; raises if the broker did not take it."""
+        if self._dlq is None:
+            self._dlq = KafkaProducer(
+                bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-dlq", acks="all",
+                enable_idempotence=True,
+            )
+        topic = record.topic + self.dead_letter_suffix
+        headers = list(record.headers or []) + [
+            ("loopline-dlq-reason", reason.encode()),
+            ("loopline-dlq-error", error[:1000].encode()),
+            ("loopline-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        self._dlq.send(topic, key=record.key, value=record.value, headers=headers).get(timeout=10)
+        self._dead_lettered.labels(record.topic, reason).inc()
+        log.warning("sent %s[%d]@%d to %s: %s", record.topic, record.partition, record.offset, topic, error)

@@ -9,7 +9,6 @@ from google.protobuf import wrappers_pb2
 
 from loopline.common.v1 import types_pb2
 from loopline_common.errors import ERROR_TYPES, GRPC_ERROR_DETAIL_KEY, REQUEST_ID_KEY, STATUS_TABLE, ErrorCode
-
 from tests.common.probe_service import SERVICE
 
 
@@ -57,7 +56,9 @@ def test_error_table_through_http_and_grpc(probe) -> None:  # type: ignore[no-un
         assert error.details() == f"probe raised {code.value}"
         trailers = dict(error.trailing_metadata())
         detail = types_pb2.ErrorDetail.FromString(trailers[GRPC_ERROR_DETAIL_KEY])
-        assert (detail.code, detail.request_id, dict(detail.details)) == (code.value, f"rid-{code}", {"probe": code.value})
+        assert detail.code == code.value
+        assert detail.request_id == f"rid-{code}"
+        assert dict(detail.details) == {"probe": code.value}
 
 
 def test_unexpected_errors_are_generic_on_both_transports_and_the_service_stays_up(probe) -> None:  # type: ignore[no-untyped-def]

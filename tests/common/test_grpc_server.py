@@ -13,7 +13,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from loopline_common.errors import REQUEST_ID_KEY
-
 from tests.common.probe_service import SERVICE
 
 
@@ -127,10 +126,13 @@ def _wait_in_flight(http_port: int, *, grpc: int, http: int) -> None:
     import time
 
     deadline = time.monotonic() + 10
-    want = [f'loopline_probe_requests_in_flight{{transport="grpc"}} {grpc}.0']
+    # the /metrics call itself is one more http request in flight
+    want = [
+        f'loopline_probe_requests_in_flight{{transport="grpc"}} {grpc}.0',
+        f'loopline_probe_requests_in_flight{{transport="http"}} {http + 1}.0',
+    ]
     while time.monotonic() < deadline:
         text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
-        # the /metrics call itself is one http request in flight
-        if all(w in text for w in want) and f'loopline_probe_requests_in_flight{{transport="http"}} {http + 1}.0' in text:
+        if all(w in text for w in want):
             return
     raise AssertionError("calls never got in flight")

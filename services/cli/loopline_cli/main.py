@@ -22,7 +22,9 @@ def _stack(home: str, port_offset: int, kafka_port: int, mlflow_port: int, prome
 
 
 home_option = click.option(
-    "--home", default=lambda: os.environ.get("LOOPLINE_HOME", DEFAULT_HOME), show_default=f"$LOOPLINE_HOME or {DEFAULT_HOME}",
+    "--home",
+    default=lambda: os.environ.get("LOOPLINE_HOME", DEFAULT_HOME),
+    show_default=f"$LOOPLINE_HOME or {DEFAULT_HOME}",
     help="Folder for the stack's state, data and logs.",
 )
 
@@ -89,7 +91,7 @@ def status(home: str, as_json: bool) -> None:
         click.echo(f"no stack is running from {stack.home}")
     else:
         for row in rows:
-            urls = "  ".join(f"{k}={v}" for k, v in row["urls"].items())  # type: ignore[attr-defined]
+            urls = "  ".join(f"{k}={v}" for k, v in row["urls"].items())
             click.echo(f"{row['name']:<12} {row['state']:<10} pid={row['pid']:<8} {urls}")
             if row["state"] != "healthy":
                 click.echo(f"{'':<12} {row['detail']}")

@@ -9,6 +9,7 @@ health endpoint. Logs go to `<home>/logs/<component>.log`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,10 +21,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import psutil
 
 from loopline_cli import health
+from loopline_common.topics import ensure_topics
 
 STATE_FILE = "stack.json"
 
@@ -101,7 +104,16 @@ def check_health(component: Component) -> tuple[bool, str]:
     return ok, "; ".join(r[1] for r in results)
 
 
-def component_status(component: Component) -> dict[str, object]:
+class ComponentStatus(TypedDict):
+    name: str
+    state: str  # healthy | unhealthy | down
+    pid: int
+    urls: dict[str, str]
+    log: str
+    detail: str
+
+
+def component_status(component: Component) -> ComponentStatus:
     if _process(component) is None:
         state, detail = "down", f"process {component.pid} is not running; see {component.log}"
     else:
@@ -208,7 +220,8 @@ class Stack:
         return component, env
 
     def _prometheus(self, targets: list[Component]) -> tuple[Component, dict[str, str]]:
-        assert self.prometheus_binary is not None
+        if self.prometheus_binary is None:
+            raise StackError("prometheus is not installed")
         port = self.ports.of(self.ports.prometheus)
         folder = self.home / "prometheus"
         folder.mkdir(parents=True, exist_ok=True)
@@ -297,6 +310,9 @@ class Stack:
                     started.append(component)
                     self._save(started)
                 self._wait_healthy([c for c, _ in stage], timeout)
+                if stage is stages[0]:
+                    created = ensure_topics(self.addresses()["kafka"])
+                    progress(f"created {len(created)} Kafka topics" if created else "Kafka topics exist")
             if self.prometheus_binary:
                 component, env = self._prometheus([c for c in started if c.name not in ("kafka", "mlflow")])
                 progress("starting prometheus")
@@ -322,7 +338,7 @@ class Stack:
             self.state_path.unlink()
         return stopped
 
-    def status(self) -> list[dict[str, object]]:
+    def status(self) -> list[ComponentStatus]:
         components = self.load()
         with ThreadPoolExecutor(max_workers=max(1, len(components))) as pool:
             return list(pool.map(component_status, components))
@@ -357,10 +373,8 @@ def _stop_group(pgid: int, since: float, timeout: float) -> None:
 
 
 def _signal(proc: psutil.Process, sig: int) -> None:
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         proc.send_signal(sig)
-    except psutil.NoSuchProcess:
-        pass
 
 
 def _tail(path: str, lines: int = 20) -> str:

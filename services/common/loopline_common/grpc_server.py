@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 LIVENESS_SERVICE = "liveness"
 
 
-class LooplineServerInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+class LooplineServerInterceptor(AsyncServerInterceptor):
     """Request id, metrics, logging and error translation for every call, unary or streaming."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
@@ -167,6 +167,7 @@ class GrpcServer:
             await self.health.set(name, status)
 
     async def refresh_health(self) -> bool:
+        ready: bool
         ready, _ = await self.readiness.evaluate()
         serving = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         await self._set_all(serving)

@@ -11,6 +11,7 @@ retried from the same offset (at-least-once); handlers must therefore be idempot
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -180,10 +181,8 @@ class EventProducer:
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is buffered (bounded by `timeout` when the broker is reachable), then stop."""
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
         self._thread.join(timeout)
         self._closed.set()
         self._thread.join(1.0)
@@ -224,17 +223,17 @@ class ConsumerLoop(Generic[M]):
         self.retry_backoff_seconds = retry_backoff_seconds
         self.poll_timeout_ms = poll_timeout_ms
         self._expected_type = content_type(message_type)
-        self._consumer_config = dict(
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_poll_records,
-            max_poll_interval_ms=max_poll_interval_ms,
-            session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=max(100, session_timeout_ms // 4),
-        )
+        self._consumer_config = {
+            "bootstrap_servers": bootstrap_servers,
+            "group_id": group_id,
+            "client_id": client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": max_poll_records,
+            "max_poll_interval_ms": max_poll_interval_ms,
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": max(100, session_timeout_ms // 4),
+        }
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
         self._stop = threading.Event()
@@ -280,7 +279,9 @@ class ConsumerLoop(Generic[M]):
 
     def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Process records in order; commit the position after the last one that succeeded."""
-        assert self._consumer is not None
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("the consumer is not running")
         done = 0
         try:
             for record in records:
@@ -291,13 +292,13 @@ class ConsumerLoop(Generic[M]):
                 except Exception:
                     self._handler_errors.labels(tp.topic).inc()
                     log.exception("handler failed on %s[%d]@%d; will retry", tp.topic, tp.partition, record.offset)
-                    self._consumer.seek(tp, record.offset)
+                    consumer.seek(tp, record.offset)
                     self._stop.wait(self.retry_backoff_seconds)
                     return
                 done += 1
         finally:
             if done:
-                self._consumer.commit({tp: OffsetAndMetadata(records[done - 1].offset + 1, "", -1)})
+                consumer.commit({tp: OffsetAndMetadata(records[done - 1].offset + 1, "", -1)})
                 self._consumed.labels(tp.topic).inc(done)
 
     def _process(self, record: ConsumerRecord) -> None:
@@ -324,7 +325,8 @@ class ConsumerLoop(Generic[M]):
                 enable_idempotence=True,
             )
         topic = record.topic + self.dead_letter_suffix
-        headers = list(record.headers or []) + [
+        headers = [
+            *(record.headers or []),
             ("loopline-dlq-reason", reason.encode()),
             ("loopline-dlq-error", error[:1000].encode()),
             ("loopline-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),

@@ -7,7 +7,7 @@ never collide), get-or-create helpers, and the request metrics that both transpo
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -51,7 +51,7 @@ class ServiceMetrics:
         )
         self.in_flight = self.gauge("requests_in_flight", "Requests being served", ["transport"])
 
-    def _get(self, kind: type[M], name: str, doc: str, labels: list[str], **kwargs: object) -> M:
+    def _get(self, kind: type[M], name: str, doc: str, labels: list[str], **kwargs: Any) -> M:
         if not _NAME.match(name):
             raise ValueError(f"metric name {name!r} must be snake_case")
         full = f"{self.prefix}_{name}"
@@ -60,7 +60,7 @@ class ServiceMetrics:
             if not isinstance(existing, kind) or list(existing._labelnames) != labels:
                 raise ValueError(f"metric {full} already exists with another type or labels")
             return existing
-        metric = kind(full, doc, labels, registry=self.registry, **kwargs)  # type: ignore[call-arg]
+        metric = kind(full, doc, labels, registry=self.registry, **kwargs)
         self._metrics[full] = metric
         return metric
 

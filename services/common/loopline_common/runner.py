@@ -98,7 +98,8 @@ async def serve(
 def load_settings_or_exit(cls: type[S]) -> S:
     """Settings for `main()`: on a bad or missing variable, print which and exit with status 2."""
     try:
-        return load_settings(cls)
+        settings: S = load_settings(cls)
     except SettingsError as exc:
         print(f"loopline: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    return settings

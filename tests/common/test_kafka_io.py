@@ -223,3 +223,36 @@ def test_ensure_topics_creates_every_family_and_its_dead_letter_topic(broker: Br
     admin.close()
     assert {name for t in TOPICS for name in (t, t + ".dlq")} <= existing
     assert ensure_topics(broker.bootstrap) == []  # idempotent
+
+
+def test_consumer_waits_for_the_broker_and_survives_its_restart(tmp_path: Path) -> None:
+    broker = Broker(data_dir=tmp_path / "flaky-broker", port=free_port())
+    topic = "restart.topic"
+    collector = Collector()
+    loop = ConsumerLoop(
+        bootstrap_servers=broker.bootstrap, group_id="g-restart", topics=[topic],
+        message_type=models_pb2.ModelEvent, handler=collector, metrics=ServiceMetrics("restart"),
+        client_id="restart", retry_backoff_seconds=0.2, max_poll_interval_ms=10_000, session_timeout_ms=6_000,
+    )
+    loop.start()  # no broker yet: the loop keeps trying instead of dying
+    producer = None
+    try:
+        broker.start()
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        admin.create_topics([NewTopic(topic, 1, 1), NewTopic(topic + ".dlq", 1, 1)])
+        admin.close()
+        producer = EventProducer(bootstrap_servers=broker.bootstrap, metrics=ServiceMetrics("rp"), client_id="rp")
+        for i in range(5):
+            producer.publish(topic, _event(i), key="m")
+        _wait_until(lambda: sorted(set(collector.seen)) == list(range(5)), "records before the restart")
+
+        broker.stop()
+        broker.start()  # same data folder: offsets and committed positions survive
+        for i in range(5, 10):
+            producer.publish(topic, _event(i), key="m")
+        _wait_until(lambda: sorted(set(collector.seen)) == list(range(10)), "records after the restart", 60)
+    finally:
+        loop.stop()
+        if producer is not None:
+            producer.close(timeout=5)
+        broker.stop()

@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 from google.protobuf.message import DecodeError, Message
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from loopline_common.metrics import ServiceMetrics
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
 
 CONTENT_TYPE_HEADER = "content-type"
+# How long one attempt to reach the broker may take before the client tries again (kafka-python's
+# default is 30 s, which would make close() and readiness slow while the broker is down).
+BOOTSTRAP_TIMEOUT_MS = 3_000
 DLQ_SUFFIX = ".dlq"
 
 
@@ -122,6 +126,7 @@ class EventProducer:
                     linger_ms=self._linger_ms,
                     request_timeout_ms=self._request_timeout_ms,
                     max_block_ms=self._request_timeout_ms,
+                    bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
                 )
                 self._connected.set()
                 return producer
@@ -233,6 +238,7 @@ class ConsumerLoop(Generic[M]):
             "max_poll_interval_ms": max_poll_interval_ms,
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": max(100, session_timeout_ms // 4),
+            "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         }
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
@@ -264,18 +270,39 @@ class ConsumerLoop(Generic[M]):
             self._thread.join(timeout)
 
     def run(self) -> None:
-        """Poll and process until `stop()`; safe to run in the calling thread."""
-        self._consumer = KafkaConsumer(**self._consumer_config)
-        self._consumer.subscribe(self.topics)
+        """Poll and process until `stop()`; safe to run in the calling thread.
+
+        The loop survives the broker: it keeps trying to connect while the broker is not there, and a
+        failed poll or commit (broker gone, group rebalancing) is logged and retried; what was not
+        committed is delivered again (at-least-once).
+        """
+        self._consumer = self._connect()
+        if self._consumer is None:
+            return
         try:
             while not self._stop.is_set():
-                batches = self._consumer.poll(timeout_ms=self.poll_timeout_ms)
-                for tp, records in batches.items():
-                    self._process_partition(tp, records)
+                try:
+                    batches = self._consumer.poll(timeout_ms=self.poll_timeout_ms)
+                    for tp, records in batches.items():
+                        self._process_partition(tp, records)
+                except KafkaError as exc:
+                    log.warning("kafka consumer error, retrying: %s", exc)
+                    self._stop.wait(self.retry_backoff_seconds)
         finally:
             self._consumer.close()
             if self._dlq is not None:
                 self._dlq.close(timeout=5)
+
+    def _connect(self) -> KafkaConsumer | None:
+        while not self._stop.is_set():
+            try:
+                consumer = KafkaConsumer(**self._consumer_config)
+                consumer.subscribe(self.topics)
+                return consumer
+            except KafkaError as exc:  # broker not there yet
+                log.warning("kafka consumer cannot connect yet: %s", exc)
+                self._stop.wait(self.retry_backoff_seconds)
+        return None
 
     def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Process records in order; commit the position after the last one that succeeded."""

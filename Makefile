@@ -65,3 +65,8 @@ proto-lint: ## buf lint
 .PHONY: clean
 clean: ## remove the embedded stack's state (stop it first) and caches
 	rm -rf .loopline .mypy_cache .ruff_cache
+
+.PHONY: bench-inference
+bench-inference: ## inference server vs stock KServe 0.21 (REST and gRPC, one core each) → bench/results/inference.json
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || apt-get install -y -q wrk nghttp2-client
+	$(PY) bench/inference.py

@@ -256,3 +256,48 @@ def test_consumer_waits_for_the_broker_and_survives_its_restart(tmp_path: Path) 
         if producer is not None:
             producer.close(timeout=5)
         broker.stop()
+
+
+def test_producer_stays_bounded_and_non_blocking_when_the_broker_dies(tmp_path: Path) -> None:
+    broker = Broker(data_dir=tmp_path / "dying-broker", port=free_port())
+    broker.start()
+    topic = "dying.topic"
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    metrics = ServiceMetrics("dying")
+    producer = EventProducer(
+        bootstrap_servers=broker.bootstrap, metrics=metrics, client_id="dying", max_buffered=20,
+        max_unacknowledged=20, delivery_timeout_ms=3_000, request_timeout_ms=2_000,
+    )
+    try:
+        assert producer.publish(topic, _event(0), key="m")
+        assert producer.flush(DEADLINE)
+        broker.stop()
+        # The broker is gone: publishing keeps returning at once; what cannot be kept is dropped and counted.
+        accepted = [producer.publish(topic, _event(i), key="m") for i in range(1, 2001)]
+        assert not all(accepted)
+        dropped = sum(
+            metrics.registry.get_sample_value("loopline_dying_kafka_dropped_total", {"topic": topic, "reason": r})
+            or 0.0
+            for r in ("buffer_full", "delivery_failed")
+        )
+        assert dropped >= accepted.count(False)
+        broker.start()
+        # Once the broker is back, new records flow again.
+        _wait_until(lambda: producer.publish(topic, _event(5000), key="m"), "the buffer to take records again", 60)
+        assert producer.flush(60)
+        consumer = KafkaConsumer(
+            topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+            consumer_timeout_ms=int(DEADLINE * 1000), group_id="dying-reader",
+        )
+        versions = set()
+        for record in consumer:
+            versions.add(models_pb2.ModelEvent.FromString(record.value).registered.version)
+            if 5000 in versions:
+                break
+        consumer.close()
+        assert {0, 5000} <= versions
+    finally:
+        producer.close(timeout=5)
+        broker.stop()

@@ -59,7 +59,26 @@ class ServiceSpec:
 
 
 # Every Loopline service the embedded stack runs, in start order. Each service issue adds its entry.
-SERVICES: tuple[ServiceSpec, ...] = ()
+def _inference_env(addresses: dict[str, str]) -> dict[str, str]:
+    # The demo model, from the registry's aliases; until training registers one the server is up but
+    # answers UNAVAILABLE for it (ready_without_model), so the stack can start before any training.
+    env = {
+        "LOOPLINE_INFERENCE_MODEL_NAME": "fraud",
+        "LOOPLINE_INFERENCE_MODEL": "fraud@champion",
+        "LOOPLINE_INFERENCE_KAFKA_BOOTSTRAP": addresses["kafka"],
+        "LOOPLINE_INFERENCE_READY_WITHOUT_MODEL": "true",
+    }
+    if "registry_grpc" in addresses:
+        env["LOOPLINE_INFERENCE_REGISTRY_ADDRESS"] = addresses["registry_grpc"]
+    if "features_grpc" in addresses:
+        env["LOOPLINE_INFERENCE_FEATURES_ADDRESS"] = addresses["features_grpc"]
+    return env
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    # KServe's ports: HTTP 8080, gRPC 8081.
+    ServiceSpec(name="inference", module="loopline_inference", http_port=8080, grpc_port=8081, env=_inference_env),
+)
 
 
 @dataclass
@@ -165,6 +184,8 @@ class Stack:
             "kafka": f"127.0.0.1:{self.ports.of(self.ports.kafka)}",
             "mlflow": f"http://127.0.0.1:{self.ports.of(self.ports.mlflow)}",
             "home": str(self.home),
+            # each service's gRPC address, for services that call another: {"registry_grpc": "127.0.0.1:..."}
+            **{f"{spec.name}_grpc": f"127.0.0.1:{self.ports.of(spec.grpc_port)}" for spec in self.services},
         }
 
     def _infrastructure(self) -> list[tuple[Component, dict[str, str]]]:

@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 from google.protobuf.message import DecodeError, Message
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConfigurationError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from loopline_common.metrics import ServiceMetrics
@@ -63,6 +63,9 @@ class EventProducer:
     buffer is full (the broker is down or slow) the record is dropped and counted in
     `loopline_<service>_kafka_dropped_total{reason="buffer_full"}`; a record the broker finally refused is
     counted with reason="delivery_failed". Records still buffered when the broker comes back are sent.
+    Memory stays bounded while the broker is away: at most `max_buffered` records wait here and at most
+    `max_unacknowledged` in kafka-python, which gives up on a record after `delivery_timeout_ms` (counted
+    as delivery_failed).
     """
 
     def __init__(
@@ -74,8 +77,18 @@ class EventProducer:
         max_buffered: int = 10_000,
         linger_ms: int = 5,
         request_timeout_ms: int = 10_000,
+        max_unacknowledged: int = 10_000,
+        delivery_timeout_ms: int = 30_000,
     ) -> None:
+        if delivery_timeout_ms <= linger_ms:
+            raise ValueError("delivery_timeout_ms must exceed linger_ms")
+        # kafka-python refuses delivery_timeout_ms < linger_ms + request_timeout_ms.
+        request_timeout_ms = min(request_timeout_ms, delivery_timeout_ms - linger_ms)
         self._bootstrap = bootstrap_servers
+        # Records handed to kafka-python and not yet acknowledged or given up on. kafka-python's own
+        # buffer is unbounded, so this is what keeps memory bounded while the broker is away.
+        self._unacknowledged = threading.BoundedSemaphore(max_unacknowledged)
+        self._delivery_timeout_ms = delivery_timeout_ms
         self._client_id = client_id
         self._linger_ms = linger_ms
         self._request_timeout_ms = request_timeout_ms
@@ -101,12 +114,28 @@ class EventProducer:
         self, topic: str, message: Message, *, key: str | bytes | None, headers: dict[str, str] | None = None
     ) -> bool:
         """Queue `message` for `topic`; False (and counted) if it was dropped because the buffer is full."""
+        return self.publish_bytes(
+            topic, message.SerializeToString(), message_type=type(message), key=key, headers=headers
+        )
+
+    def publish_bytes(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        message_type: type[Message],
+        key: str | bytes | None,
+        headers: dict[str, str] | None = None,
+    ) -> bool:
+        """`publish` for a message the caller serialized itself (e.g. a batch encoded in bulk)."""
         record = _Outgoing(
             topic=topic,
             key=key.encode() if isinstance(key, str) else key,
-            value=message.SerializeToString(),
-            headers=[(CONTENT_TYPE_HEADER, content_type(type(message)))]
-            + [(k, v.encode()) for k, v in (headers or {}).items()],
+            value=value,
+            headers=[
+                (CONTENT_TYPE_HEADER, content_type(message_type)),
+                *((k, v.encode()) for k, v in (headers or {}).items()),
+            ],
         )
         try:
             self._queue.put_nowait(record)
@@ -127,9 +156,12 @@ class EventProducer:
                     request_timeout_ms=self._request_timeout_ms,
                     max_block_ms=self._request_timeout_ms,
                     bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                    delivery_timeout_ms=self._delivery_timeout_ms,
                 )
                 self._connected.set()
                 return producer
+            except KafkaConfigurationError:
+                raise
             except Exception as exc:  # broker not there yet: keep the records, try again
                 log.warning("kafka producer cannot connect yet: %s", exc)
                 self._closed.wait(1.0)
@@ -149,9 +181,15 @@ class EventProducer:
                 except RuntimeError:
                     break
             record = pending
+            # Wait (in this thread only) until kafka-python holds fewer than max_unacknowledged records.
+            if not self._unacknowledged.acquire(timeout=0.5):
+                if self._closed.is_set():
+                    break
+                continue
             try:
                 future = self._producer.send(record.topic, key=record.key, value=record.value, headers=record.headers)
             except Exception as exc:  # metadata unavailable within max_block_ms: keep the record, retry
+                self._unacknowledged.release()
                 log.warning("kafka send to %s not accepted yet: %s", record.topic, exc)
                 self._closed.wait(0.5)
                 if self._closed.is_set():
@@ -159,7 +197,7 @@ class EventProducer:
                     pending = None
                     self._queue.task_done()
                 continue
-            future.add_callback(lambda _meta, t=record.topic: self._produced.labels(t).inc())
+            future.add_callback(lambda _meta, t=record.topic: self._on_delivered(t))
             future.add_errback(lambda exc, t=record.topic: self._on_failed(t, exc))
             pending = None
             self._queue.task_done()
@@ -167,7 +205,12 @@ class EventProducer:
             self._producer.flush(timeout=self._request_timeout_ms / 1000)
             self._producer.close(timeout=self._request_timeout_ms / 1000)
 
+    def _on_delivered(self, topic: str) -> None:
+        self._unacknowledged.release()
+        self._produced.labels(topic).inc()
+
     def _on_failed(self, topic: str, exc: BaseException) -> None:
+        self._unacknowledged.release()
         log.error("kafka delivery to %s failed: %s", topic, exc)
         self._dropped.labels(topic, "delivery_failed").inc()
 

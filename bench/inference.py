@@ -1,0 +1,349 @@
+# ruff: noqa: S101, S607 - a benchmark script: asserts check the load tools, which are found on PATH
+"""Inference benchmark: Loopline's server against the stock KServe 0.21 ModelServer, side by side.
+
+Same ONNX model (a 100-tree LightGBM binary classifier, as the demo workload trains), each server alone
+on core 0 (taskset), load generators on core 1: wrk for REST (JSON), h2load for gRPC (a fixed OIP
+ModelInfer message with raw_input_contents, latencies from its per-request log). Also measured: the bare
+floors (a minimal ASGI app and a minimal grpc.aio server calling ONNX Runtime, no metrics or logging),
+ONNX Runtime in-process (1,000-row batches), and the CPU per request of our server with the prediction
+log on (to a local Kafka-wire broker) and off. Writes bench/results/inference.json and prints a table.
+
+    make bench-inference      (or: .venv/bin/python bench/inference.py [--seconds 8])
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+PY = sys.executable
+BIN = Path(PY).parent
+SERVER_CORE, LOAD_CORE = "0", "1"
+CONNECTIONS = 16
+FEATURES = 16
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(argv: list[str], env: dict[str, str] | None = None, core: str = SERVER_CORE) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["taskset", "-c", core, *argv], env={**os.environ, **(env or {})}, cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - loopback URL we built
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---- load generators ----------------------------------------------------------------------------------
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def wrk(url: str, body: bytes, seconds: int, workdir: Path) -> dict[str, float]:
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+    )
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script),
+         url], capture_output=True, text=True, check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "requests": requests,
+    }
+
+
+def h2load(port: int, message: bytes, seconds: int, workdir: Path) -> dict[str, float]:
+    data = workdir / "grpc.bin"
+    data.write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
+    log = workdir / "h2load.log"
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CORE, "h2load", "-c", str(CONNECTIONS), "-m", "1", "-t", "1", "-D", str(seconds),
+         "--warm-up-time", "1", "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(data),
+         "--log-file", str(log), f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    assert done is not None, out
+    if int(done.group(3)):
+        raise RuntimeError(f"h2load saw failures:\n{out}")
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    latencies = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip())
+    return {
+        "rps": rps,
+        "p50_ms": latencies[len(latencies) // 2] / 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] / 1000,
+        "requests": float(done.group(2)),
+    }
+
+
+def grpc_message(rows: int) -> bytes:
+    from loopline_inference.oip_pb import pb
+
+    m = pb()
+    x = np.random.default_rng(0).normal(size=(rows, FEATURES)).astype(np.float32)
+    request = m.ModelInferRequest(model_name="fraud", raw_input_contents=[x.tobytes()])
+    request.inputs.add(name="input", datatype="FP32", shape=[rows, FEATURES])
+    return bytes(request.SerializeToString())
+
+
+def check_grpc(port: int, rows: int) -> None:
+    """One real gRPC call, so h2load's HTTP 200s are known to be gRPC successes too."""
+    import grpc
+    from loopline_inference.oip_pb import pb
+
+    m = pb()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda b: b, response_deserializer=m.ModelInferResponse.FromString,
+        )
+        reply = call(grpc_message(rows), timeout=30)
+    assert reply.outputs, "empty gRPC answer"
+
+
+# ---- the run -------------------------------------------------------------------------------------------
+
+def measure_server(name: str, argv: list[str], env: dict[str, str], http_port: int, grpc_port: int, ready: str,
+                   infer_path: str, seconds: int, workdir: Path, rows1000: bool = False) -> dict[str, Any]:
+    proc = pinned(argv, env)
+    try:
+        wait_ready(f"http://127.0.0.1:{http_port}{ready}", proc)
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32",
+                                       "data": [round(0.1 * i, 3) for i in range(FEATURES)]}]}).encode()
+        url = f"http://127.0.0.1:{http_port}{infer_path}"
+        wrk(url, body, 2, workdir)  # warm-up
+        cpu0 = cpu_seconds(proc.pid)
+        rest = wrk(url, body, seconds, workdir)
+        rest["cpu_us_per_request"] = (cpu_seconds(proc.pid) - cpu0) / rest["requests"] * 1e6
+        result: dict[str, Any] = {"rest": rest}
+        if grpc_port:
+            check_grpc(grpc_port, 1)
+            result["grpc"] = h2load(grpc_port, grpc_message(1), seconds, workdir)
+            if rows1000:
+                check_grpc(grpc_port, 1000)
+                result["grpc1000"] = h2load(grpc_port, grpc_message(1000), seconds, workdir)
+        print(f"  {name}: {json.dumps(result)}", flush=True)
+        return result
+    finally:
+        stop(proc)
+
+
+def in_process_rows_per_second(model: Path, seconds: float) -> float:
+    import onnxruntime as ort
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(SERVER_CORE)})
+    try:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).normal(size=(1000, FEATURES)).astype(np.float32)
+        for _ in range(20):
+            session.run(None, {"input": x})
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            session.run(None, {"input": x})
+            n += 1
+        return n * 1000 / (time.perf_counter() - started)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def figure(name: str, ours: float, peer: float, goal: str, *, at_least: float | None = None,
+           at_most: float | None = None) -> dict[str, Any]:
+    ratio = ours / peer if peer else float("inf")
+    met = (at_least is None or ratio >= at_least) and (at_most is None or ratio <= at_most)
+    return {"name": name, "ours": round(ours, 3), "peer": round(peer, 3), "ratio": round(ratio, 3), "goal": goal,
+            "met": bool(met)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=8, help="length of each load run")
+    args = parser.parse_args()
+    for tool in ("taskset", "wrk", "h2load"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is missing (apt-get install -y util-linux wrk nghttp2-client)", file=sys.stderr)
+            return 2
+    if len(os.sched_getaffinity(0)) < 2:
+        print("bench: needs two cores (server on one, load on the other)", file=sys.stderr)
+        return 2
+    from tests.helpers import Broker
+    from tests.inference.models import lightgbm_model
+
+    work = Path(tempfile.mkdtemp(prefix="loopline-bench-"))
+    broker = Broker(data_dir=work / "kafka", port=free_port())
+    try:
+        print("building the model (100-tree LightGBM)...", flush=True)
+        model = lightgbm_model(work / "model" / "model.onnx", n_features=FEATURES, trees=100)
+        broker.start()
+        from loopline_common.topics import ensure_topics
+
+        ensure_topics(broker.bootstrap)
+        results: dict[str, dict[str, Any]] = {}
+
+        def ours(logging: bool) -> dict[str, Any]:
+            http, grpc_port = free_port(), free_port()
+            env = {
+                "LOOPLINE_INFERENCE_HTTP_PORT": str(http), "LOOPLINE_INFERENCE_GRPC_PORT": str(grpc_port),
+                "LOOPLINE_INFERENCE_MODEL_NAME": "fraud", "LOOPLINE_INFERENCE_MODEL": str(model.parent),
+                "LOOPLINE_INFERENCE_LOG_LEVEL": "WARNING",
+                "LOOPLINE_INFERENCE_KAFKA_BOOTSTRAP": broker.bootstrap if logging else "",
+            }
+            return measure_server(f"ours (logging {'on' if logging else 'off'})",
+                                  [PY, "-m", "loopline_inference"], env, http, grpc_port, "/v2/health/ready",
+                                  "/v2/models/fraud/infer", args.seconds, work, rows1000=logging)
+
+        print("measuring (server on core 0, load on core 1)...", flush=True)
+        results["ours"] = ours(True)
+        results["ours_nolog"] = ours(False)
+        http, grpc_port = free_port(), free_port()
+        results["kserve"] = measure_server(
+            "kserve 0.21 ModelServer", [PY, str(REPO / "bench" / "kserve_server.py"), str(model), str(http),
+                                        str(grpc_port)], {}, http, grpc_port, "/v2/health/ready",
+            "/v2/models/fraud/infer", args.seconds, work)
+        results["floor_rest"] = _floor_rest(model, args.seconds, work)
+        results["floor_grpc"] = _floor_grpc(model, args.seconds, work)
+        in_process = in_process_rows_per_second(model, 3.0)
+        print(f"  onnxruntime in-process: {in_process:.0f} rows/s (1000-row batches)", flush=True)
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    o, k = results["ours"], results["kserve"]
+    figures = [
+        figure("REST throughput (req/s), vs stock KServe", o["rest"]["rps"], k["rest"]["rps"], "ratio >= 2.5",
+               at_least=2.5),
+        figure("gRPC throughput (req/s), vs stock KServe", o["grpc"]["rps"], k["grpc"]["rps"], "ratio >= 1.6",
+               at_least=1.6),
+        figure("REST throughput (req/s), vs bare ASGI floor", o["rest"]["rps"], results["floor_rest"]["rps"],
+               "ratio >= 0.75", at_least=0.75),
+        figure("gRPC throughput (req/s), vs bare grpc.aio floor", o["grpc"]["rps"], results["floor_grpc"]["rps"],
+               "ratio >= 0.75", at_least=0.75),
+        figure("REST p50 latency (ms), vs stock KServe", o["rest"]["p50_ms"], k["rest"]["p50_ms"], "ratio <= 0.5",
+               at_most=0.5),
+        figure("gRPC p50 latency (ms), vs stock KServe", o["grpc"]["p50_ms"], k["grpc"]["p50_ms"], "ratio <= 0.5",
+               at_most=0.5),
+        figure("REST p99 latency (ms), vs stock KServe", o["rest"]["p99_ms"], k["rest"]["p99_ms"], "ratio <= 1.0",
+               at_most=1.0),
+        figure("gRPC p99 latency (ms), vs stock KServe", o["grpc"]["p99_ms"], k["grpc"]["p99_ms"], "ratio <= 1.0",
+               at_most=1.0),
+        figure("gRPC 1,000-row requests (rows/s), vs ONNX Runtime in-process", o["grpc1000"]["rps"] * 1000,
+               in_process, "ratio >= 0.7", at_least=0.7),
+        figure("CPU per REST request (µs), prediction log on vs off", o["rest"]["cpu_us_per_request"],
+               results["ours_nolog"]["rest"]["cpu_us_per_request"], "ratio <= 1.05", at_most=1.05),
+    ]
+    out = REPO / "bench" / "results" / "inference.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    width = max(len(f["name"]) for f in figures)
+    print(f"\n{'figure':<{width}}  {'ours':>10}  {'peer':>10}  {'ratio':>7}  {'goal':<14} met")
+    for f in figures:
+        print(f"{f['name']:<{width}}  {f['ours']:>10.3f}  {f['peer']:>10.3f}  {f['ratio']:>7.3f}  {f['goal']:<14} "
+              f"{'yes' if f['met'] else 'NO'}")
+    print(f"\nwrote {out.relative_to(REPO)}")
+    return 0
+
+
+def _floor_rest(model: Path, seconds: int, work: Path) -> dict[str, Any]:
+    http = free_port()
+    proc = pinned([PY, str(REPO / "bench" / "floor_rest.py"), str(model), str(http)])
+    try:
+        _wait_port(http, proc)
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32",
+                                       "data": [round(0.1 * i, 3) for i in range(FEATURES)]}]}).encode()
+        url = f"http://127.0.0.1:{http}/v2/models/fraud/infer"
+        wrk(url, body, 2, work)
+        result = wrk(url, body, seconds, work)
+        print(f"  bare ASGI floor: {json.dumps(result)}", flush=True)
+        return result
+    finally:
+        stop(proc)
+
+
+def _floor_grpc(model: Path, seconds: int, work: Path) -> dict[str, Any]:
+    port = free_port()
+    proc = pinned([PY, str(REPO / "bench" / "floor_grpc.py"), str(model), str(port)])
+    try:
+        _wait_port(port, proc)
+        check_grpc(port, 1)
+        result = h2load(port, grpc_message(1), seconds, work)
+        print(f"  bare grpc.aio floor: {json.dumps(result)}", flush=True)
+        return result
+    finally:
+        stop(proc)
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"floor server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"port {port} not open after {timeout}s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,3 @@
+from loopline_inference.main import main
+
+main()

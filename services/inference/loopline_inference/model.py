@@ -1,0 +1,253 @@
+"""The ONNX Runtime backend: one loaded model version, its OIP signature, warm-up and scoring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort  # type: ignore[import-untyped]
+
+from loopline_common.errors import FailedPrecondition, InvalidArgument
+from loopline_inference.tensors import DTYPES, ORT_TYPES, Tensor
+
+log = logging.getLogger(__name__)
+
+# Model metadata keys (ONNX metadata_props) written by Loopline's training jobs.
+FEATURE_NAMES_KEY = "loopline.feature_names"
+ENTITY_KEYS_KEY = "loopline.entity_keys"
+SCORE_OUTPUT_KEY = "loopline.score_output"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    # -1 for a dimension of any size (a symbolic or unknown ONNX dimension).
+    shape: tuple[int, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass
+class OnnxModel:
+    """One model version in an ONNX Runtime session. Immutable once loaded; swapped whole."""
+
+    name: str
+    version: int
+    source: str
+    sha256: str
+    session: ort.InferenceSession
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    feature_names: tuple[str, ...]
+    entity_keys: tuple[str, ...]
+    score_output: str | None
+    load_seconds: float = 0.0
+    metadata: dict[str, str] = field(default_factory=dict)
+    # (output index, column) of the prediction score, or None when no output looks like one.
+    score: tuple[int, int] | None = None
+
+    @property
+    def version_label(self) -> str:
+        return str(self.version)
+
+    def input_spec(self, name: str) -> TensorSpec | None:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        return None
+
+    def validate(self, tensors: list[Tensor]) -> dict[str, np.ndarray[Any, Any]]:
+        """The ONNX feed for `tensors`, or InvalidArgument naming what does not match the signature."""
+        if len(tensors) != len(self.inputs):
+            expected = ", ".join(s.name for s in self.inputs)
+            got = ", ".join(t.name for t in tensors) or "none"
+            raise InvalidArgument(
+                f"model '{self.name}' expects {len(self.inputs)} input(s) ({expected}), got {len(tensors)} ({got})"
+            )
+        feed: dict[str, np.ndarray[Any, Any]] = {}
+        for tensor in tensors:
+            spec = self.input_spec(tensor.name)
+            if spec is None:
+                raise InvalidArgument(
+                    f"model '{self.name}' has no input '{tensor.name}' (inputs: "
+                    f"{', '.join(s.name for s in self.inputs)})"
+                )
+            if tensor.datatype != spec.datatype:
+                raise InvalidArgument(
+                    f"input '{tensor.name}': datatype {tensor.datatype} does not match the model's {spec.datatype}",
+                    details={"input": tensor.name, "expected": spec.datatype},
+                )
+            shape = tensor.array.shape
+            if len(shape) != len(spec.shape) or any(
+                want != -1 and got != want for got, want in zip(shape, spec.shape, strict=True)
+            ):
+                raise InvalidArgument(
+                    f"input '{tensor.name}': shape {list(shape)} does not match the model's {list(spec.shape)}"
+                    " (-1: any size)",
+                    details={"input": tensor.name, "expected": str(list(spec.shape))},
+                )
+            array = tensor.array
+            if spec.datatype == "BYTES":
+                array = np.array([v.decode("utf-8", "replace") for v in array.reshape(-1)], dtype=object).reshape(
+                    shape
+                )
+            feed[tensor.name] = array
+        return feed
+
+    def run(self, feed: dict[str, np.ndarray[Any, Any]], output_names: list[str] | None = None) -> list[Tensor]:
+        """Score `feed`; the outputs named (all by default), in the model's output order."""
+        specs = self.outputs if output_names is None else [self.output_spec(n) for n in output_names]
+        names = [s.name for s in specs]
+        values = self.session.run(names, feed)
+        return [Tensor(s.name, s.datatype, _as_array(v, s.datatype)) for s, v in zip(specs, values, strict=True)]
+
+    def output_spec(self, name: str) -> TensorSpec:
+        for spec in self.outputs:
+            if spec.name == name:
+                return spec
+        raise InvalidArgument(
+            f"model '{self.name}' has no output '{name}' (outputs: {', '.join(s.name for s in self.outputs)})",
+            details={"output": name},
+        )
+
+    def warm_up(self, rows: int = 1, rounds: int = 3) -> None:
+        """Score synthetic input a few times so the first real request pays no first-run costs."""
+        feed = {spec.name: _synthetic(spec, rows) for spec in self.inputs}
+        for _ in range(rounds):
+            self.session.run(None, feed)
+
+    def metadata_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "versions": [self.version_label],
+            "platform": "onnxruntime_onnx",
+            "inputs": [s.as_json() for s in self.inputs],
+            "outputs": [s.as_json() for s in self.outputs],
+        }
+
+
+def _as_array(value: Any, datatype: str) -> np.ndarray[Any, Any]:
+    if isinstance(value, np.ndarray):
+        if datatype == "BYTES" and value.dtype == object:
+            return np.array([v.encode() if isinstance(v, str) else v for v in value.reshape(-1)], dtype=object).reshape(
+                value.shape
+            )
+        return value
+    # Non-tensor outputs (sequences/maps, e.g. a classifier's ZipMap) cannot travel as OIP tensors.
+    raise FailedPrecondition(
+        "the model returned a non-tensor output; export it without ZipMap (skl2onnx: zipmap=False)"
+    )
+
+
+def _synthetic(spec: TensorSpec, rows: int) -> np.ndarray[Any, Any]:
+    shape = [rows if i == 0 and d == -1 else (1 if d == -1 else d) for i, d in enumerate(spec.shape)]
+    if spec.datatype == "BYTES":
+        return np.full(shape, "", dtype=object)
+    return np.zeros(shape, dtype=DTYPES[spec.datatype])
+
+
+def _spec(arg: Any) -> TensorSpec:
+    datatype = ORT_TYPES.get(arg.type)
+    if datatype is None:
+        raise FailedPrecondition(f"model tensor '{arg.name}' has type {arg.type}, which OIP v2 cannot carry")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+    return TensorSpec(arg.name, datatype, shape)
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning threads burn the CPU the request path needs when the pod has one or two cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def load_model(
+    *, name: str, version: int, source: str, data: bytes, threads: int, warm_up: bool = True
+) -> OnnxModel:
+    """Build an `OnnxModel` from ONNX bytes: session, signature from the graph, optional warm-up."""
+    started = time.perf_counter()
+    try:
+        session = ort.InferenceSession(data, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for a bad file
+        raise FailedPrecondition(f"cannot load the ONNX model from {source}: {exc}") from None
+    meta = session.get_modelmeta().custom_metadata_map or {}
+    model = OnnxModel(
+        name=name,
+        version=version,
+        source=source,
+        sha256=hashlib.sha256(data).hexdigest(),
+        session=session,
+        inputs=tuple(_spec(a) for a in session.get_inputs()),
+        outputs=tuple(_spec(a) for a in session.get_outputs()),
+        feature_names=tuple(_json_list(meta.get(FEATURE_NAMES_KEY))),
+        entity_keys=tuple(_json_list(meta.get(ENTITY_KEYS_KEY))),
+        score_output=meta.get(SCORE_OUTPUT_KEY),
+        metadata=dict(meta),
+    )
+    model.score = _score_column(model)
+    if warm_up:
+        model.warm_up()
+    model.load_seconds = time.perf_counter() - started
+    log.info(
+        "model loaded",
+        extra={"model": name, "version": version, "source": source, "sha256": model.sha256,
+               "load_seconds": round(model.load_seconds, 4), "event": "model_loaded"},
+    )
+    return model
+
+
+def _score_column(model: OnnxModel) -> tuple[int, int] | None:
+    """Which output value is "the score": the output named by metadata, else a probability output's
+    positive class, else the first single-valued float output."""
+    floats = [(i, s) for i, s in enumerate(model.outputs) if s.datatype in ("FP32", "FP64", "FP16")]
+    for i, spec in floats:
+        if spec.name == model.score_output:
+            return i, (1 if len(spec.shape) == 2 and spec.shape[1] == 2 else 0)
+    for i, spec in floats:
+        if "prob" in spec.name.lower() and len(spec.shape) == 2 and spec.shape[1] in (2, -1):
+            return i, 1
+    for i, spec in floats:
+        if len(spec.shape) == 1 or (len(spec.shape) == 2 and spec.shape[1] == 1):
+            return i, 0
+    return None
+
+
+def _json_list(text: str | None) -> list[str]:
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def read_local(path: str, model_file: str = "model.onnx") -> tuple[bytes, str]:
+    """The ONNX bytes at `path` (a file, or a folder holding `model_file` or exactly one *.onnx) and the
+    file's path, following KServe's storage-initializer layout under /mnt/models."""
+    p = Path(path)
+    if p.is_dir():
+        candidate = p / model_file
+        if not candidate.is_file():
+            found = sorted(p.rglob("*.onnx"))
+            if len(found) != 1:
+                raise FailedPrecondition(
+                    f"{p} holds {len(found)} .onnx files and no {model_file}; name the file in the model reference"
+                )
+            candidate = found[0]
+        p = candidate
+    if not p.is_file():
+        raise FailedPrecondition(f"no model file at {p}")
+    return p.read_bytes(), str(p)

@@ -1,0 +1,77 @@
+"""Pure parts, in process: the cgroup-aware CPU limit, model references, the prediction-record encoding
+(checked by parsing with the generated protobuf classes) and the missing-feature policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loopline_inference.cpu import cpu_limit
+from loopline_inference.enrichment import FeatureCell, build_input
+from loopline_inference.loader import ModelRef, parse_ref
+from loopline_inference.model import load_model
+from loopline_inference.predlog import Prediction, encode_records
+from loopline_inference.tensors import Tensor
+
+from loopline.events.v1 import predictions_pb2
+from loopline_common.errors import FailedPrecondition, InvalidArgument
+from tests.inference.models import mlp_model
+
+
+def test_cpu_limit_reads_cgroup_v2_and_v1(tmp_path: Path) -> None:
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert cpu_limit(v2) == min(2, len(__import__("os").sched_getaffinity(0)))
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cpu_limit(v2) >= 1
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("50000")
+    (v1 / "cpu.cfs_period_us").write_text("100000")
+    assert cpu_limit(tmp_path / "v1") == 1
+
+
+def test_model_references() -> None:
+    assert parse_ref("fraud@champion") == ModelRef(name="fraud", alias="champion")
+    assert parse_ref("models:/fraud@challenger") == ModelRef(name="fraud", alias="challenger")
+    assert parse_ref("models:/fraud/3") == ModelRef(name="fraud", version=3)
+    assert parse_ref("/mnt/models") == ModelRef(path="/mnt/models")
+    with pytest.raises(InvalidArgument):
+        parse_ref("models:/fraud@")
+
+
+@pytest.mark.parametrize("rows", [1, 3, 12])
+@pytest.mark.parametrize("with_entities", [False, True])
+def test_prediction_records_parse_as_protobuf(rows: int, with_entities: bool) -> None:
+    x = np.random.default_rng(rows).normal(size=(rows, 4)).astype(np.float32)
+    y = np.random.default_rng(rows + 1).random((rows, 2)).astype(np.float32)
+    prediction = Prediction(
+        request_id="rid", time_ns=1_700_000_000_123_456_789, model_name="fraud", model_version=3,
+        track="challenger", protocol="rest", status="ok", latency_us=250,
+        inputs=[Tensor("input", "FP32", x)], feature_names=("a", "b", "c", "d"),
+        outputs=[Tensor("label", "INT64", np.arange(rows)), Tensor("probabilities", "FP32", y)],
+        entities=[{"customer_id": f"C{i}"} for i in range(rows)] if with_entities else None,
+    )
+    batch = predictions_pb2.PredictionLogBatch.FromString(encode_records(prediction))
+    assert len(batch.records) == rows
+    width = len(str(rows - 1))
+    for i, record in enumerate(batch.records):
+        assert record.request_id == ("rid" if rows == 1 else f"rid.{str(i).zfill(width)}")
+        assert (record.model_name, record.model_version, record.track) == ("fraud", 3, predictions_pb2.TRACK_CHALLENGER)
+        assert (record.time.seconds, record.time.nanos, record.latency_us) == (1_700_000_000, 123_456_789, 250)
+        assert {k: v.double_value for k, v in record.features.items()} == dict(zip("abcd", x[i].tolist(), strict=True))
+        assert record.outputs == {"label": i, "probabilities_0": float(y[i, 0]), "probabilities_1": float(y[i, 1])}
+        assert dict(record.entity_ids) == ({"customer_id": f"C{i}"} if with_entities else {})
+
+
+def test_missing_feature_policy(tmp_path: Path) -> None:
+    model = load_model(name="m", version=1, source="test", data=mlp_model(tmp_path / "m.onnx", n_features=3)
+                       .read_bytes(), threads=1)
+    rows = [[FeatureCell(1.0, False), FeatureCell(None, True), FeatureCell(3.0, False)],
+            [FeatureCell(4.0, False), FeatureCell(5.0, False), FeatureCell(6.0, True)]]
+    matrix, defaulted = build_input(model, rows, policy="default", defaults={"f1": -1.0})
+    assert defaulted == 2 and matrix[0, 1] == -1.0 and np.isnan(matrix[1, 2]) and matrix.dtype == np.float32
+    with pytest.raises(FailedPrecondition, match="f1"):
+        build_input(model, rows, policy="reject")

@@ -22,15 +22,70 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from loopline.common.v1 import types_pb2 as loopline_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#loopline/features/v1/features.proto\x12\x14loopline.features.v12\x11\n\x0f\x46\x65\x61turesServiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#loopline/features/v1/features.proto\x12\x14loopline.features.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eloopline/common/v1/types.proto\"\x1b\n\x0b\x46\x65\x61tureRefs\x12\x0c\n\x04refs\x18\x01 \x03(\t\"\xb0\x02\n\tEntityRow\x12@\n\tjoin_keys\x18\x01 \x03(\x0b\x32-.loopline.features.v1.EntityRow.JoinKeysEntry\x12\x46\n\x0crequest_data\x18\x02 \x03(\x0b\x32\x30.loopline.features.v1.EntityRow.RequestDataEntry\x1aJ\n\rJoinKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.loopline.common.v1.Value:\x02\x38\x01\x1aM\n\x10RequestDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.loopline.common.v1.Value:\x02\x38\x01\"\x9d\x01\n\x0c\x46\x65\x61tureValue\x12(\n\x05value\x18\x01 \x01(\x0b\x32\x19.loopline.common.v1.Value\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.loopline.features.v1.FeatureStatus\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\rFeatureVector\x12\x32\n\x06values\x18\x01 \x03(\x0b\x32\".loopline.features.v1.FeatureValue\"\xaf\x01\n\x18GetOnlineFeaturesRequest\x12\x19\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\tH\x00\x12\x39\n\x0c\x66\x65\x61ture_refs\x18\x02 \x01(\x0b\x32!.loopline.features.v1.FeatureRefsH\x00\x12\x31\n\x08\x65ntities\x18\x03 \x03(\x0b\x32\x1f.loopline.features.v1.EntityRowB\n\n\x08\x66\x65\x61tures\"h\n\x19GetOnlineFeaturesResponse\x12\x15\n\rfeature_names\x18\x01 \x03(\t\x12\x34\n\x07results\x18\x02 \x03(\x0b\x32#.loopline.features.v1.FeatureVector\"\xca\x01\n\rHistoricalRow\x12?\n\x06values\x18\x01 \x03(\x0b\x32/.loopline.features.v1.HistoricalRow.ValuesEntry\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aH\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.loopline.common.v1.Value:\x02\x38\x01\"\xdd\x01\n\x1cGetHistoricalFeaturesRequest\x12\x19\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\tH\x00\x12\x39\n\x0c\x66\x65\x61ture_refs\x18\x02 \x01(\x0b\x32!.loopline.features.v1.FeatureRefsH\x00\x12\x31\n\x04rows\x18\x03 \x03(\x0b\x32#.loopline.features.v1.HistoricalRow\x12\x12\n\nentity_uri\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x61taset_name\x18\x05 \x01(\tB\n\n\x08\x66\x65\x61tures\"h\n\x1dGetHistoricalFeaturesResponse\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x11\n\trow_count\x18\x02 \x01(\x03\x12\x16\n\x0e\x63ontent_sha256\x18\x03 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\"\x89\x01\n\x12MaterializeRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rfeature_views\x18\x03 \x03(\t\"\x8a\x01\n\x13MaterializeResponse\x12\x15\n\rfeature_views\x18\x01 \x03(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1c\n\x1aListFeatureServicesRequest\"a\n\x1bListFeatureServicesResponse\x12\x42\n\x10\x66\x65\x61ture_services\x18\x01 \x03(\x0b\x32(.loopline.features.v1.FeatureServiceInfo\"(\n\x18GetFeatureServiceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"^\n\x19GetFeatureServiceResponse\x12\x41\n\x0f\x66\x65\x61ture_service\x18\x01 \x01(\x0b\x32(.loopline.features.v1.FeatureServiceInfo\"\xdb\x01\n\x12\x46\x65\x61tureServiceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12@\n\x04tags\x18\x03 \x03(\x0b\x32\x32.loopline.features.v1.FeatureServiceInfo.TagsEntry\x12\x33\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32!.loopline.features.v1.FeatureInfo\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa0\x01\n\x0b\x46\x65\x61tureInfo\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x65\x61ture_view\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\nvalue_type\x18\x04 \x01(\t\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tjoin_keys\x18\x06 \x03(\t\x12\x11\n\ton_demand\x18\x07 \x01(\x08*\x85\x01\n\rFeatureStatus\x12\x1e\n\x1a\x46\x45\x41TURE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_PRESENT\x10\x01\x12\x1c\n\x18\x46\x45\x41TURE_STATUS_NOT_FOUND\x10\x02\x12\x1a\n\x16\x46\x45\x41TURE_STATUS_EXPIRED\x10\x03\x32\xe0\x04\n\x0f\x46\x65\x61turesService\x12t\n\x11GetOnlineFeatures\x12..loopline.features.v1.GetOnlineFeaturesRequest\x1a/.loopline.features.v1.GetOnlineFeaturesResponse\x12\x80\x01\n\x15GetHistoricalFeatures\x12\x32.loopline.features.v1.GetHistoricalFeaturesRequest\x1a\x33.loopline.features.v1.GetHistoricalFeaturesResponse\x12\x62\n\x0bMaterialize\x12(.loopline.features.v1.MaterializeRequest\x1a).loopline.features.v1.MaterializeResponse\x12z\n\x13ListFeatureServices\x12\x30.loopline.features.v1.ListFeatureServicesRequest\x1a\x31.loopline.features.v1.ListFeatureServicesResponse\x12t\n\x11GetFeatureService\x12..loopline.features.v1.GetFeatureServiceRequest\x1a/.loopline.features.v1.GetFeatureServiceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loopline.features.v1.features_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEATURESSERVICE']._serialized_start=61
-  _globals['_FEATURESSERVICE']._serialized_end=78
+  _globals['_ENTITYROW_JOINKEYSENTRY']._loaded_options = None
+  _globals['_ENTITYROW_JOINKEYSENTRY']._serialized_options = b'8\001'
+  _globals['_ENTITYROW_REQUESTDATAENTRY']._loaded_options = None
+  _globals['_ENTITYROW_REQUESTDATAENTRY']._serialized_options = b'8\001'
+  _globals['_HISTORICALROW_VALUESENTRY']._loaded_options = None
+  _globals['_HISTORICALROW_VALUESENTRY']._serialized_options = b'8\001'
+  _globals['_FEATURESERVICEINFO_TAGSENTRY']._loaded_options = None
+  _globals['_FEATURESERVICEINFO_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_FEATURESTATUS']._serialized_start=2476
+  _globals['_FEATURESTATUS']._serialized_end=2609
+  _globals['_FEATUREREFS']._serialized_start=158
+  _globals['_FEATUREREFS']._serialized_end=185
+  _globals['_ENTITYROW']._serialized_start=188
+  _globals['_ENTITYROW']._serialized_end=492
+  _globals['_ENTITYROW_JOINKEYSENTRY']._serialized_start=339
+  _globals['_ENTITYROW_JOINKEYSENTRY']._serialized_end=413
+  _globals['_ENTITYROW_REQUESTDATAENTRY']._serialized_start=415
+  _globals['_ENTITYROW_REQUESTDATAENTRY']._serialized_end=492
+  _globals['_FEATUREVALUE']._serialized_start=495
+  _globals['_FEATUREVALUE']._serialized_end=652
+  _globals['_FEATUREVECTOR']._serialized_start=654
+  _globals['_FEATUREVECTOR']._serialized_end=721
+  _globals['_GETONLINEFEATURESREQUEST']._serialized_start=724
+  _globals['_GETONLINEFEATURESREQUEST']._serialized_end=899
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_start=901
+  _globals['_GETONLINEFEATURESRESPONSE']._serialized_end=1005
+  _globals['_HISTORICALROW']._serialized_start=1008
+  _globals['_HISTORICALROW']._serialized_end=1210
+  _globals['_HISTORICALROW_VALUESENTRY']._serialized_start=1138
+  _globals['_HISTORICALROW_VALUESENTRY']._serialized_end=1210
+  _globals['_GETHISTORICALFEATURESREQUEST']._serialized_start=1213
+  _globals['_GETHISTORICALFEATURESREQUEST']._serialized_end=1434
+  _globals['_GETHISTORICALFEATURESRESPONSE']._serialized_start=1436
+  _globals['_GETHISTORICALFEATURESRESPONSE']._serialized_end=1540
+  _globals['_MATERIALIZEREQUEST']._serialized_start=1543
+  _globals['_MATERIALIZEREQUEST']._serialized_end=1680
+  _globals['_MATERIALIZERESPONSE']._serialized_start=1683
+  _globals['_MATERIALIZERESPONSE']._serialized_end=1821
+  _globals['_LISTFEATURESERVICESREQUEST']._serialized_start=1823
+  _globals['_LISTFEATURESERVICESREQUEST']._serialized_end=1851
+  _globals['_LISTFEATURESERVICESRESPONSE']._serialized_start=1853
+  _globals['_LISTFEATURESERVICESRESPONSE']._serialized_end=1950
+  _globals['_GETFEATURESERVICEREQUEST']._serialized_start=1952
+  _globals['_GETFEATURESERVICEREQUEST']._serialized_end=1992
+  _globals['_GETFEATURESERVICERESPONSE']._serialized_start=1994
+  _globals['_GETFEATURESERVICERESPONSE']._serialized_end=2088
+  _globals['_FEATURESERVICEINFO']._serialized_start=2091
+  _globals['_FEATURESERVICEINFO']._serialized_end=2310
+  _globals['_FEATURESERVICEINFO_TAGSENTRY']._serialized_start=2267
+  _globals['_FEATURESERVICEINFO_TAGSENTRY']._serialized_end=2310
+  _globals['_FEATUREINFO']._serialized_start=2313
+  _globals['_FEATUREINFO']._serialized_end=2473
+  _globals['_FEATURESSERVICE']._serialized_start=2612
+  _globals['_FEATURESSERVICE']._serialized_end=3220
 # @@protoc_insertion_point(module_scope)

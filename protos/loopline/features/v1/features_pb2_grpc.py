@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from loopline.features.v1 import features_pb2 as loopline_dot_features_dot_v1_dot_features__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -34,15 +35,100 @@ class FeaturesServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetOnlineFeatures = channel.unary_unary(
+                '/loopline.features.v1.FeaturesService/GetOnlineFeatures',
+                request_serializer=loopline_dot_features_dot_v1_dot_features__pb2.GetOnlineFeaturesRequest.SerializeToString,
+                response_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.GetOnlineFeaturesResponse.FromString,
+                _registered_method=True)
+        self.GetHistoricalFeatures = channel.unary_unary(
+                '/loopline.features.v1.FeaturesService/GetHistoricalFeatures',
+                request_serializer=loopline_dot_features_dot_v1_dot_features__pb2.GetHistoricalFeaturesRequest.SerializeToString,
+                response_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.GetHistoricalFeaturesResponse.FromString,
+                _registered_method=True)
+        self.Materialize = channel.unary_unary(
+                '/loopline.features.v1.FeaturesService/Materialize',
+                request_serializer=loopline_dot_features_dot_v1_dot_features__pb2.MaterializeRequest.SerializeToString,
+                response_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.MaterializeResponse.FromString,
+                _registered_method=True)
+        self.ListFeatureServices = channel.unary_unary(
+                '/loopline.features.v1.FeaturesService/ListFeatureServices',
+                request_serializer=loopline_dot_features_dot_v1_dot_features__pb2.ListFeatureServicesRequest.SerializeToString,
+                response_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.ListFeatureServicesResponse.FromString,
+                _registered_method=True)
+        self.GetFeatureService = channel.unary_unary(
+                '/loopline.features.v1.FeaturesService/GetFeatureService',
+                request_serializer=loopline_dot_features_dot_v1_dot_features__pb2.GetFeatureServiceRequest.SerializeToString,
+                response_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.GetFeatureServiceResponse.FromString,
+                _registered_method=True)
 
 
 class FeaturesServiceServicer:
     """The features service.
     """
 
+    def GetOnlineFeatures(self, request, context):
+        """Latest feature values for many entities at once, each with a status and its event time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistoricalFeatures(self, request, context):
+        """A point-in-time-correct training set, written as parquet to the artifact store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Materialize(self, request, context):
+        """Load the offline store's latest values into the online store: incrementally or over a range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFeatureServices(self, request, context):
+        """Every feature service of the repo with its features, types and TTLs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFeatureService(self, request, context):
+        """One feature service by name (NOT_FOUND when there is none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeaturesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetOnlineFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOnlineFeatures,
+                    request_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.GetOnlineFeaturesRequest.FromString,
+                    response_serializer=loopline_dot_features_dot_v1_dot_features__pb2.GetOnlineFeaturesResponse.SerializeToString,
+            ),
+            'GetHistoricalFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistoricalFeatures,
+                    request_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.GetHistoricalFeaturesRequest.FromString,
+                    response_serializer=loopline_dot_features_dot_v1_dot_features__pb2.GetHistoricalFeaturesResponse.SerializeToString,
+            ),
+            'Materialize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Materialize,
+                    request_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.MaterializeRequest.FromString,
+                    response_serializer=loopline_dot_features_dot_v1_dot_features__pb2.MaterializeResponse.SerializeToString,
+            ),
+            'ListFeatureServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFeatureServices,
+                    request_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.ListFeatureServicesRequest.FromString,
+                    response_serializer=loopline_dot_features_dot_v1_dot_features__pb2.ListFeatureServicesResponse.SerializeToString,
+            ),
+            'GetFeatureService': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFeatureService,
+                    request_deserializer=loopline_dot_features_dot_v1_dot_features__pb2.GetFeatureServiceRequest.FromString,
+                    response_serializer=loopline_dot_features_dot_v1_dot_features__pb2.GetFeatureServiceResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'loopline.features.v1.FeaturesService', rpc_method_handlers)
@@ -54,3 +140,138 @@ def add_FeaturesServiceServicer_to_server(servicer, server):
 class FeaturesService:
     """The features service.
     """
+
+    @staticmethod
+    def GetOnlineFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.features.v1.FeaturesService/GetOnlineFeatures',
+            loopline_dot_features_dot_v1_dot_features__pb2.GetOnlineFeaturesRequest.SerializeToString,
+            loopline_dot_features_dot_v1_dot_features__pb2.GetOnlineFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistoricalFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.features.v1.FeaturesService/GetHistoricalFeatures',
+            loopline_dot_features_dot_v1_dot_features__pb2.GetHistoricalFeaturesRequest.SerializeToString,
+            loopline_dot_features_dot_v1_dot_features__pb2.GetHistoricalFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Materialize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.features.v1.FeaturesService/Materialize',
+            loopline_dot_features_dot_v1_dot_features__pb2.MaterializeRequest.SerializeToString,
+            loopline_dot_features_dot_v1_dot_features__pb2.MaterializeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFeatureServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.features.v1.FeaturesService/ListFeatureServices',
+            loopline_dot_features_dot_v1_dot_features__pb2.ListFeatureServicesRequest.SerializeToString,
+            loopline_dot_features_dot_v1_dot_features__pb2.ListFeatureServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFeatureService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.features.v1.FeaturesService/GetFeatureService',
+            loopline_dot_features_dot_v1_dot_features__pb2.GetFeatureServiceRequest.SerializeToString,
+            loopline_dot_features_dot_v1_dot_features__pb2.GetFeatureServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from loopline.registry.v1 import registry_pb2 as loopline_dot_registry_dot_v1_dot_registry__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -34,15 +35,338 @@ class RegistryServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.ListModels = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/ListModels',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/GetModel',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetModelResponse.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/ListVersions',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetVersion = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/GetVersion',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetVersionResponse.FromString,
+                _registered_method=True)
+        self.ResolveAlias = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/ResolveAlias',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ResolveAliasRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ResolveAliasResponse.FromString,
+                _registered_method=True)
+        self.RegisterVersion = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/RegisterVersion',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.RegisterVersionRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.RegisterVersionResponse.FromString,
+                _registered_method=True)
+        self.SetAlias = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/SetAlias',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.SetAliasRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.SetAliasResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/DeleteAlias',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
+        self.EvaluatePromotion = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/EvaluatePromotion',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.EvaluatePromotionRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.EvaluatePromotionResponse.FromString,
+                _registered_method=True)
+        self.Promote = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/Promote',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.PromoteResponse.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/Rollback',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.RollbackResponse.FromString,
+                _registered_method=True)
+        self.Archive = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/Archive',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ArchiveRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ArchiveResponse.FromString,
+                _registered_method=True)
+        self.TransitionStage = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/TransitionStage',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.TransitionStageRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.TransitionStageResponse.FromString,
+                _registered_method=True)
+        self.ApproveVersion = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/ApproveVersion',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ApproveVersionRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ApproveVersionResponse.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/GetPolicy',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetPolicyResponse.FromString,
+                _registered_method=True)
+        self.SetPolicy = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/SetPolicy',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.SetPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetLineage = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/GetLineage',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetLineageRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetLineageResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/loopline.registry.v1.RegistryService/ListAuditEntries',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.DownloadArtifact = channel.unary_stream(
+                '/loopline.registry.v1.RegistryService/DownloadArtifact',
+                request_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.DownloadArtifactRequest.SerializeToString,
+                response_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.DownloadArtifactResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
     """The registry service.
     """
 
+    def ListModels(self, request, context):
+        """Registered models, paged, in name order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """One registered model with its aliases.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """Versions of a model, newest first, paged, filtered by alias, tags, status and stage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVersion(self, request, context):
+        """One version with its metrics, params, tags, signature, lineage and status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveAlias(self, request, context):
+        """`name@alias` to a version, its artifact location and checksum.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterVersion(self, request, context):
+        """Register a new version from an MLflow run's logged model (role trainer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAlias(self, request, context):
+        """Point an alias at a version (role releaser). The champion alias moves only by Promote and Rollback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """Remove an alias (role releaser).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluatePromotion(self, request, context):
+        """Check a version against the model's promotion policy without changing anything.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Promote(self, request, context):
+        """Make a version champion if it passes every gate of the promotion policy (role releaser).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Move the champion back to the previous champion (role releaser).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Archive(self, request, context):
+        """Archive a version: it loses its aliases and can no longer be promoted (role releaser).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransitionStage(self, request, context):
+        """Move a version between the stages None, Staging, Production and Archived (role releaser).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveVersion(self, request, context):
+        """Record a human approval of a version, for policies that require one (role releaser).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """The promotion policy in force for a model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicy(self, request, context):
+        """Set a model's promotion policy; it overrides the policy file for that model (role admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLineage(self, request, context):
+        """Where a version came from and what happened to it: run, training data, aliases over time, rollouts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """Audit entries, newest first, filtered by model, actor, action and time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadArtifact(self, request, context):
+        """Stream an artifact of a version: a header, the chunks, then a trailer with the computed checksum.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetModelRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetModelResponse.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListVersionsRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListVersionsResponse.SerializeToString,
+            ),
+            'GetVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVersion,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetVersionRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetVersionResponse.SerializeToString,
+            ),
+            'ResolveAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveAlias,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ResolveAliasRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ResolveAliasResponse.SerializeToString,
+            ),
+            'RegisterVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterVersion,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.RegisterVersionRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.RegisterVersionResponse.SerializeToString,
+            ),
+            'SetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlias,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.SetAliasRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.SetAliasResponse.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'EvaluatePromotion': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluatePromotion,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.EvaluatePromotionRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.EvaluatePromotionResponse.SerializeToString,
+            ),
+            'Promote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Promote,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.PromoteRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.PromoteResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.RollbackRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.RollbackResponse.SerializeToString,
+            ),
+            'Archive': grpc.unary_unary_rpc_method_handler(
+                    servicer.Archive,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ArchiveRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ArchiveResponse.SerializeToString,
+            ),
+            'TransitionStage': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransitionStage,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.TransitionStageRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.TransitionStageResponse.SerializeToString,
+            ),
+            'ApproveVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveVersion,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ApproveVersionRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ApproveVersionResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetPolicyRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetPolicyResponse.SerializeToString,
+            ),
+            'SetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicy,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.SetPolicyRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.SetPolicyResponse.SerializeToString,
+            ),
+            'GetLineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLineage,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetLineageRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.GetLineageResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'DownloadArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadArtifact,
+                    request_deserializer=loopline_dot_registry_dot_v1_dot_registry__pb2.DownloadArtifactRequest.FromString,
+                    response_serializer=loopline_dot_registry_dot_v1_dot_registry__pb2.DownloadArtifactResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'loopline.registry.v1.RegistryService', rpc_method_handlers)
@@ -54,3 +378,516 @@ def add_RegistryServiceServicer_to_server(servicer, server):
 class RegistryService:
     """The registry service.
     """
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/ListModels',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ListModelsRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/GetModel',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.GetModelRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/ListVersions',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ListVersionsRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ListVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/GetVersion',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.GetVersionRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.GetVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/ResolveAlias',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ResolveAliasRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ResolveAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/RegisterVersion',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.RegisterVersionRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.RegisterVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/SetAlias',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.SetAliasRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.SetAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/DeleteAlias',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.DeleteAliasRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluatePromotion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/EvaluatePromotion',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.EvaluatePromotionRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.EvaluatePromotionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Promote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/Promote',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.PromoteRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.PromoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/Rollback',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.RollbackRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.RollbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Archive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/Archive',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ArchiveRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ArchiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransitionStage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/TransitionStage',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.TransitionStageRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.TransitionStageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/ApproveVersion',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ApproveVersionRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ApproveVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/GetPolicy',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.GetPolicyRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.GetPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/SetPolicy',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.SetPolicyRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.SetPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/GetLineage',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.GetLineageRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.GetLineageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/ListAuditEntries',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ListAuditEntriesRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/loopline.registry.v1.RegistryService/DownloadArtifact',
+            loopline_dot_registry_dot_v1_dot_registry__pb2.DownloadArtifactRequest.SerializeToString,
+            loopline_dot_registry_dot_v1_dot_registry__pb2.DownloadArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

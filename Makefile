@@ -70,3 +70,7 @@ clean: ## remove the embedded stack's state (stop it first) and caches
 bench-inference: ## inference server vs stock KServe 0.21 (REST and gRPC, one core each) → bench/results/inference.json
 	@command -v wrk >/dev/null && command -v h2load >/dev/null || apt-get install -y -q wrk nghttp2-client
 	$(PY) bench/inference.py
+
+.PHONY: bench-registry
+bench-registry: ## registry ResolveAlias/ListVersions vs MLflow's own client (writes bench/results/registry.json)
+	$(PY) bench/registry.py

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from loopline_cli.models import models
 from loopline_cli.stack import Ports, Stack, StackError, component_status
 
 DEFAULT_HOME = ".loopline"
@@ -104,6 +105,9 @@ def down(home: str) -> None:
     """Stop everything `up` started, by pid and process group, and leave no process behind."""
     stopped = Stack(home=Path(home)).down()
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+cli.add_command(models)
 
 
 def main() -> None:

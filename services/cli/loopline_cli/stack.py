@@ -26,6 +26,7 @@ from typing import TypedDict
 import psutil
 
 from loopline_cli import health
+from loopline_cli.tokens import ensure_local_tokens
 from loopline_common.topics import ensure_topics
 
 STATE_FILE = "stack.json"
@@ -75,7 +76,22 @@ def _inference_env(addresses: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _registry_env(addresses: dict[str, str]) -> dict[str, str]:
+    # Audit log and outbox in SQLite in the stack's home; API tokens (one per role) in a secret file made
+    # on the first `up`, which the CLI reads too; reads need no token on this machine.
+    home = Path(addresses["home"])
+    return {
+        "LOOPLINE_REGISTRY_MLFLOW_URI": addresses["mlflow"],
+        "LOOPLINE_REGISTRY_KAFKA_BOOTSTRAP": addresses["kafka"],
+        "LOOPLINE_REGISTRY_STORE_URL": f"sqlite:///{home / 'registry' / 'registry.db'}",
+        "LOOPLINE_REGISTRY_TOKENS_FILE": str(ensure_local_tokens(home)),
+        "LOOPLINE_REGISTRY_ANONYMOUS_READS": "true",
+    }
+
+
 SERVICES: tuple[ServiceSpec, ...] = (
+    # First with features: inference, monitoring, training and rollout call it.
+    ServiceSpec(name="registry", module="loopline_registry", http_port=8083, grpc_port=9083, env=_registry_env),
     # KServe's ports: HTTP 8080, gRPC 8081.
     ServiceSpec(name="inference", module="loopline_inference", http_port=8080, grpc_port=8081, env=_inference_env),
 )

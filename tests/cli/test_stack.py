@@ -16,7 +16,7 @@ import psutil
 import pytest
 from kafka import KafkaAdminClient
 
-from loopline_cli.stack import Ports, ServiceSpec, Stack, group_members
+from loopline_cli.stack import SERVICES, Ports, ServiceSpec, Stack, group_members
 from loopline_common.topics import TOPICS
 from tests.helpers import REPO, free_port
 
@@ -80,7 +80,8 @@ def test_detached_stack_up_status_kill_and_down(tmp_path: Path) -> None:
         code, status = _status(home)
         assert code == 0, status
         names = [c["name"] for c in status["components"]]
-        assert names == ["kafka", "mlflow"] + (["prometheus"] if HAS_PROMETHEUS else [])
+        services = [spec.name for spec in SERVICES]
+        assert names == ["kafka", "mlflow", *services] + (["prometheus"] if HAS_PROMETHEUS else [])
         assert all(c["state"] == "healthy" for c in status["components"])
         addresses = {c["name"]: c["urls"] for c in status["components"]}
         kafka = addresses["kafka"]["bootstrap"]
@@ -93,11 +94,12 @@ def test_detached_stack_up_status_kill_and_down(tmp_path: Path) -> None:
         if HAS_PROMETHEUS:
             targets_url = addresses["prometheus"]["ui"] + "/api/v1/targets"
 
-            def mlflow_scraped() -> bool:
+            def all_scraped() -> bool:
                 targets = httpx.get(targets_url).json()["data"]["activeTargets"]
-                return any(t["labels"]["job"] == "mlflow" and t["health"] == "up" for t in targets)
+                up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
+                return {"mlflow", "prometheus", *services} <= up
 
-            _wait_for(mlflow_scraped, "prometheus to scrape mlflow")
+            _wait_for(all_scraped, "prometheus to scrape mlflow and every service")
 
         # A crashed component shows as down, and status fails.
         mlflow_pid = next(c["pid"] for c in status["components"] if c["name"] == "mlflow")

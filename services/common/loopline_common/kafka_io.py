@@ -36,8 +36,6 @@ CONTENT_TYPE_HEADER = "content-type"
 # How long one attempt to reach the broker may take before the client tries again (kafka-python's
 # default is 30 s, which would make close() and readiness slow while the broker is down).
 BOOTSTRAP_TIMEOUT_MS = 3_000
-# How long one poll may run once partitions are assigned (see ConsumerLoop.run).
-BUSY_POLL_MS = 50
 DLQ_SUFFIX = ".dlq"
 
 
@@ -329,13 +327,10 @@ class ConsumerLoop(Generic[M]):
         try:
             while not self._stop.is_set():
                 try:
-                    # Against some Kafka-wire brokers (noida-db) kafka-python keeps a core busy for as long
-                    # as it sits in poll() with nothing to read: once the group gave us partitions, poll
-                    # briefly and rest after an empty poll (joining the group needs polls that block).
-                    assigned = bool(self._consumer.assignment())
-                    timeout_ms = min(self.poll_timeout_ms, BUSY_POLL_MS) if assigned else self.poll_timeout_ms
-                    batches = self._consumer.poll(timeout_ms=timeout_ms)
-                    if not batches and assigned:
+                    batches = self._consumer.poll(timeout_ms=self.poll_timeout_ms)
+                    if not batches and self._consumer.assignment():
+                        # Some Kafka-wire brokers (noida-db) answer an empty fetch at once instead of
+                        # waiting fetch.max.wait.ms, which makes an idle poll loop spin: rest instead.
                         self._stop.wait(self.idle_wait_seconds)
                     for tp, records in batches.items():
                         self._process_partition(tp, records)

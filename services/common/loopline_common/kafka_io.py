@@ -260,7 +260,6 @@ class ConsumerLoop(Generic[M]):
         dead_letter_suffix: str = DLQ_SUFFIX,
         retry_backoff_seconds: float = 1.0,
         poll_timeout_ms: int = 500,
-        idle_wait_seconds: float = 0.2,
         max_poll_records: int = 500,
         max_poll_interval_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
@@ -271,7 +270,6 @@ class ConsumerLoop(Generic[M]):
         self.dead_letter_suffix = dead_letter_suffix
         self.retry_backoff_seconds = retry_backoff_seconds
         self.poll_timeout_ms = poll_timeout_ms
-        self.idle_wait_seconds = idle_wait_seconds
         self._expected_type = content_type(message_type)
         self._consumer_config = {
             "bootstrap_servers": bootstrap_servers,
@@ -328,10 +326,6 @@ class ConsumerLoop(Generic[M]):
             while not self._stop.is_set():
                 try:
                     batches = self._consumer.poll(timeout_ms=self.poll_timeout_ms)
-                    if not batches and self._consumer.assignment():
-                        # Some Kafka-wire brokers (noida-db) answer an empty fetch at once instead of
-                        # waiting fetch.max.wait.ms, which makes an idle poll loop spin: rest instead.
-                        self._stop.wait(self.idle_wait_seconds)
                     for tp, records in batches.items():
                         self._process_partition(tp, records)
                 except KafkaError as exc:

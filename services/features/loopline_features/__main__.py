@@ -1,0 +1,3 @@
+from loopline_features.main import main
+
+main()

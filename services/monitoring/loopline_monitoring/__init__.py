@@ -1,0 +1,1 @@
+"""Loopline monitoring: streaming drift, training–serving skew and canary comparison from the prediction log."""

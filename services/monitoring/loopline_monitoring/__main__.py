@@ -1,0 +1,3 @@
+from loopline_monitoring.main import main
+
+main()

@@ -1,0 +1,3 @@
+from loopline_rollout.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""How a rollout changes traffic: embedded inference weights, a KServe InferenceService, or a GitOps repository."""

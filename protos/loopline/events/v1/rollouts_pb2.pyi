@@ -55,7 +55,7 @@ class CheckResult(_message.Message):
     def __init__(self, name: _Optional[str] = ..., outcome: _Optional[_Union[CheckOutcome, str]] = ..., value: _Optional[float] = ..., condition: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RolloutDecision(_message.Message):
-    __slots__ = ("meta", "rollout_id", "model_name", "candidate_version", "champion_version", "step", "weight", "decision", "checks", "actor", "reason")
+    __slots__ = ("meta", "rollout_id", "model_name", "candidate_version", "champion_version", "step", "weight", "decision", "checks", "actor", "reason", "failed_checks", "threshold", "actuator", "pull_request_url")
     META_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,10 @@ class RolloutDecision(_message.Message):
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILED_CHECKS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ACTUATOR_FIELD_NUMBER: _ClassVar[int]
+    PULL_REQUEST_URL_FIELD_NUMBER: _ClassVar[int]
     meta: _meta_pb2.EventMeta
     rollout_id: str
     model_name: str
@@ -78,4 +82,8 @@ class RolloutDecision(_message.Message):
     checks: _containers.RepeatedCompositeFieldContainer[CheckResult]
     actor: str
     reason: str
-    def __init__(self, meta: _Optional[_Union[_meta_pb2.EventMeta, _Mapping]] = ..., rollout_id: _Optional[str] = ..., model_name: _Optional[str] = ..., candidate_version: _Optional[int] = ..., champion_version: _Optional[int] = ..., step: _Optional[int] = ..., weight: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., checks: _Optional[_Iterable[_Union[CheckResult, _Mapping]]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    failed_checks: int
+    threshold: int
+    actuator: str
+    pull_request_url: str
+    def __init__(self, meta: _Optional[_Union[_meta_pb2.EventMeta, _Mapping]] = ..., rollout_id: _Optional[str] = ..., model_name: _Optional[str] = ..., candidate_version: _Optional[int] = ..., champion_version: _Optional[int] = ..., step: _Optional[int] = ..., weight: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., checks: _Optional[_Iterable[_Union[CheckResult, _Mapping]]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., failed_checks: _Optional[int] = ..., threshold: _Optional[int] = ..., actuator: _Optional[str] = ..., pull_request_url: _Optional[str] = ...) -> None: ...

@@ -22,15 +22,60 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from loopline.events.v1 import drift_pb2 as loopline_dot_events_dot_v1_dot_drift__pb2
+from loopline.events.v1 import predictions_pb2 as loopline_dot_events_dot_v1_dot_predictions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'loopline/monitoring/v1/monitoring.proto\x12\x16loopline.monitoring.v12\x13\n\x11MonitoringServiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'loopline/monitoring/v1/monitoring.proto\x12\x16loopline.monitoring.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eloopline/events/v1/drift.proto\x1a$loopline/events/v1/predictions.proto\"o\n\nTimeWindow\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"F\n\x18GetCanaryAnalysisRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x01\"H\n\x12LatencyPercentiles\x12\x0b\n\x03p50\x18\x01 \x01(\x01\x12\x0b\n\x03p90\x18\x02 \x01(\x01\x12\x0b\n\x03p95\x18\x03 \x01(\x01\x12\x0b\n\x03p99\x18\x04 \x01(\x01\"\xec\x01\n\rTrackAnalysis\x12(\n\x05track\x18\x01 \x01(\x0e\x32\x19.loopline.events.v1.Track\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12;\n\x07latency\x18\x06 \x01(\x0b\x32*.loopline.monitoring.v1.LatencyPercentiles\x12\x1c\n\x0fprediction_mean\x18\x07 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_prediction_mean\"\xa6\x01\n\x0fShadowAgreement\x12\r\n\x05pairs\x18\x01 \x01(\x03\x12\x1b\n\x0e\x61greement_rate\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12 \n\x13mean_abs_difference\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\x12\x64\x65\x63ision_threshold\x18\x04 \x01(\x01\x42\x11\n\x0f_agreement_rateB\x16\n\x14_mean_abs_difference\"\xce\x02\n\x19GetCanaryAnalysisResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x32\n\x06window\x18\x02 \x01(\x0b\x32\".loopline.monitoring.v1.TimeWindow\x12\x35\n\x06tracks\x18\x03 \x03(\x0b\x32%.loopline.monitoring.v1.TrackAnalysis\x12\x18\n\x10\x63hampion_version\x18\x04 \x01(\x03\x12\x1a\n\x12\x63hallenger_version\x18\x05 \x01(\x03\x12\x1b\n\x0eprediction_psi\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x37\n\x06shadow\x18\x07 \x01(\x0b\x32\'.loopline.monitoring.v1.ShadowAgreement\x12\x13\n\x0bmin_records\x18\x08 \x01(\x03\x42\x11\n\x0f_prediction_psi\"\x86\x03\n\x11\x44riftWindowResult\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12(\n\x05track\x18\x03 \x01(\x0e\x32\x19.loopline.events.v1.Track\x12\x10\n\x08sequence\x18\x04 \x01(\x03\x12/\n\x06window\x18\x05 \x01(\x0b\x32\x1f.loopline.events.v1.DriftWindow\x12\x34\n\x06scores\x18\x06 \x03(\x0b\x32$.loopline.monitoring.v1.FeatureScore\x12\x15\n\rdrifted_share\x18\x07 \x01(\x01\x12\x1f\n\x17\x64rifted_share_threshold\x18\x08 \x01(\x01\x12\x15\n\rdataset_drift\x18\t \x01(\x08\x12\x16\n\x0eskipped_reason\x18\n \x01(\t\x12<\n\nhistograms\x18\x0b \x03(\x0b\x32(.loopline.monitoring.v1.FeatureHistogram\"{\n\x10\x46\x65\x61tureHistogram\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05\x65\x64ges\x18\x02 \x03(\x01\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x11\n\treference\x18\x04 \x03(\x01\x12\x0f\n\x07\x63urrent\x18\x05 \x03(\x01\x12\x0f\n\x07missing\x18\x06 \x01(\x03\"_\n\x0c\x46\x65\x61tureScore\x12/\n\x05\x64rift\x18\x01 \x01(\x0b\x32 .loopline.events.v1.FeatureDrift\x12\x10\n\x08\x64\x65\x63iding\x18\x02 \x01(\x08\x12\x0c\n\x04kind\x18\x03 \x01(\t\"+\n\x15GetDriftStatusRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\xa2\x02\n\x0b\x44riftStatus\x12\x15\n\rmodel_version\x18\x01 \x01(\x03\x12(\n\x05track\x18\x02 \x01(\x0e\x32\x19.loopline.events.v1.Track\x12\x31\n\x05state\x18\x03 \x01(\x0e\x32\".loopline.monitoring.v1.AlertState\x12\x39\n\x06latest\x18\x04 \x01(\x0b\x32).loopline.monitoring.v1.DriftWindowResult\x12\x19\n\x11open_window_count\x18\x05 \x01(\x03\x12\x31\n\rlast_event_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewindows_closed\x18\x07 \x01(\x03\"c\n\x16GetDriftStatusResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x35\n\x08statuses\x18\x02 \x03(\x0b\x32#.loopline.monitoring.v1.DriftStatus\"\x81\x01\n\x17ListDriftWindowsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12(\n\x05track\x18\x03 \x01(\x0e\x32\x19.loopline.events.v1.Track\x12\x11\n\tpage_size\x18\x04 \x01(\x05\"V\n\x18ListDriftWindowsResponse\x12:\n\x07windows\x18\x01 \x03(\x0b\x32).loopline.monitoring.v1.DriftWindowResult\"A\n\x14GetSkewReportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\"\xad\x01\n\x0b\x46\x65\x61tureSkew\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08\x63ompared\x18\x03 \x01(\x03\x12\x12\n\nmismatches\x18\x04 \x01(\x03\x12\x15\n\rmismatch_rate\x18\x05 \x01(\x01\x12\x17\n\x0f\x64istance_method\x18\x06 \x01(\t\x12\x10\n\x08\x64istance\x18\x07 \x01(\x01\x12\x17\n\x0foffline_missing\x18\x08 \x01(\x03\"\x9c\x01\n\x0bVersionSkew\x12\x15\n\rmodel_version\x18\x01 \x01(\x03\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x35\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32#.loopline.monitoring.v1.FeatureSkew\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x15GetSkewReportResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x35\n\x08versions\x18\x02 \x03(\x0b\x32#.loopline.monitoring.v1.VersionSkew\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\"S\n\x15GenerateReportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07history\x18\x03 \x01(\x05\"z\n\x16GenerateReportResponse\x12\x0c\n\x04html\x18\x01 \x01(\t\x12\x10\n\x08saved_to\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x03(\t\x12\x30\n\x0cgenerated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*W\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41LERT_STATE_OK\x10\x01\x12\x18\n\x14\x41LERT_STATE_DRIFTING\x10\x02\x32\xd4\x04\n\x11MonitoringService\x12x\n\x11GetCanaryAnalysis\x12\x30.loopline.monitoring.v1.GetCanaryAnalysisRequest\x1a\x31.loopline.monitoring.v1.GetCanaryAnalysisResponse\x12o\n\x0eGetDriftStatus\x12-.loopline.monitoring.v1.GetDriftStatusRequest\x1a..loopline.monitoring.v1.GetDriftStatusResponse\x12u\n\x10ListDriftWindows\x12/.loopline.monitoring.v1.ListDriftWindowsRequest\x1a\x30.loopline.monitoring.v1.ListDriftWindowsResponse\x12l\n\rGetSkewReport\x12,.loopline.monitoring.v1.GetSkewReportRequest\x1a-.loopline.monitoring.v1.GetSkewReportResponse\x12o\n\x0eGenerateReport\x12-.loopline.monitoring.v1.GenerateReportRequest\x1a..loopline.monitoring.v1.GenerateReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loopline.monitoring.v1.monitoring_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MONITORINGSERVICE']._serialized_start=67
-  _globals['_MONITORINGSERVICE']._serialized_end=86
+  _globals['_ALERTSTATE']._serialized_start=3176
+  _globals['_ALERTSTATE']._serialized_end=3263
+  _globals['_TIMEWINDOW']._serialized_start=170
+  _globals['_TIMEWINDOW']._serialized_end=281
+  _globals['_GETCANARYANALYSISREQUEST']._serialized_start=283
+  _globals['_GETCANARYANALYSISREQUEST']._serialized_end=353
+  _globals['_LATENCYPERCENTILES']._serialized_start=355
+  _globals['_LATENCYPERCENTILES']._serialized_end=427
+  _globals['_TRACKANALYSIS']._serialized_start=430
+  _globals['_TRACKANALYSIS']._serialized_end=666
+  _globals['_SHADOWAGREEMENT']._serialized_start=669
+  _globals['_SHADOWAGREEMENT']._serialized_end=835
+  _globals['_GETCANARYANALYSISRESPONSE']._serialized_start=838
+  _globals['_GETCANARYANALYSISRESPONSE']._serialized_end=1172
+  _globals['_DRIFTWINDOWRESULT']._serialized_start=1175
+  _globals['_DRIFTWINDOWRESULT']._serialized_end=1565
+  _globals['_FEATUREHISTOGRAM']._serialized_start=1567
+  _globals['_FEATUREHISTOGRAM']._serialized_end=1690
+  _globals['_FEATURESCORE']._serialized_start=1692
+  _globals['_FEATURESCORE']._serialized_end=1787
+  _globals['_GETDRIFTSTATUSREQUEST']._serialized_start=1789
+  _globals['_GETDRIFTSTATUSREQUEST']._serialized_end=1832
+  _globals['_DRIFTSTATUS']._serialized_start=1835
+  _globals['_DRIFTSTATUS']._serialized_end=2125
+  _globals['_GETDRIFTSTATUSRESPONSE']._serialized_start=2127
+  _globals['_GETDRIFTSTATUSRESPONSE']._serialized_end=2226
+  _globals['_LISTDRIFTWINDOWSREQUEST']._serialized_start=2229
+  _globals['_LISTDRIFTWINDOWSREQUEST']._serialized_end=2358
+  _globals['_LISTDRIFTWINDOWSRESPONSE']._serialized_start=2360
+  _globals['_LISTDRIFTWINDOWSRESPONSE']._serialized_end=2446
+  _globals['_GETSKEWREPORTREQUEST']._serialized_start=2448
+  _globals['_GETSKEWREPORTREQUEST']._serialized_end=2513
+  _globals['_FEATURESKEW']._serialized_start=2516
+  _globals['_FEATURESKEW']._serialized_end=2689
+  _globals['_VERSIONSKEW']._serialized_start=2692
+  _globals['_VERSIONSKEW']._serialized_end=2848
+  _globals['_GETSKEWREPORTRESPONSE']._serialized_start=2850
+  _globals['_GETSKEWREPORTRESPONSE']._serialized_end=2965
+  _globals['_GENERATEREPORTREQUEST']._serialized_start=2967
+  _globals['_GENERATEREPORTREQUEST']._serialized_end=3050
+  _globals['_GENERATEREPORTRESPONSE']._serialized_start=3052
+  _globals['_GENERATEREPORTRESPONSE']._serialized_end=3174
+  _globals['_MONITORINGSERVICE']._serialized_start=3266
+  _globals['_MONITORINGSERVICE']._serialized_end=3862
 # @@protoc_insertion_point(module_scope)

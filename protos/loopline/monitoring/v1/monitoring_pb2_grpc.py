@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from loopline.monitoring.v1 import monitoring_pb2 as loopline_dot_monitoring_dot_v1_dot_monitoring__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -34,15 +35,101 @@ class MonitoringServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetCanaryAnalysis = channel.unary_unary(
+                '/loopline.monitoring.v1.MonitoringService/GetCanaryAnalysis',
+                request_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetCanaryAnalysisRequest.SerializeToString,
+                response_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetCanaryAnalysisResponse.FromString,
+                _registered_method=True)
+        self.GetDriftStatus = channel.unary_unary(
+                '/loopline.monitoring.v1.MonitoringService/GetDriftStatus',
+                request_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftStatusRequest.SerializeToString,
+                response_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftStatusResponse.FromString,
+                _registered_method=True)
+        self.ListDriftWindows = channel.unary_unary(
+                '/loopline.monitoring.v1.MonitoringService/ListDriftWindows',
+                request_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.ListDriftWindowsRequest.SerializeToString,
+                response_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.ListDriftWindowsResponse.FromString,
+                _registered_method=True)
+        self.GetSkewReport = channel.unary_unary(
+                '/loopline.monitoring.v1.MonitoringService/GetSkewReport',
+                request_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetSkewReportRequest.SerializeToString,
+                response_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetSkewReportResponse.FromString,
+                _registered_method=True)
+        self.GenerateReport = channel.unary_unary(
+                '/loopline.monitoring.v1.MonitoringService/GenerateReport',
+                request_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GenerateReportRequest.SerializeToString,
+                response_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GenerateReportResponse.FromString,
+                _registered_method=True)
 
 
 class MonitoringServiceServicer:
     """The monitoring service.
     """
 
+    def GetCanaryAnalysis(self, request, context):
+        """Champion vs challenger over a recent window of the prediction log: prediction PSI, shadow agreement,
+        error rate and latency percentiles per track. The response states the window it covers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDriftStatus(self, request, context):
+        """The latest drift decision of each version and track of a model, with the alert state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDriftWindows(self, request, context):
+        """Past drift windows of one version and track, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSkewReport(self, request, context):
+        """Training–serving skew: served feature values vs point-in-time offline values.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateReport(self, request, context):
+        """Render the HTML report of a model (with its PNG plots), save it, and return it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetCanaryAnalysis': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCanaryAnalysis,
+                    request_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetCanaryAnalysisRequest.FromString,
+                    response_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetCanaryAnalysisResponse.SerializeToString,
+            ),
+            'GetDriftStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDriftStatus,
+                    request_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftStatusRequest.FromString,
+                    response_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftStatusResponse.SerializeToString,
+            ),
+            'ListDriftWindows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDriftWindows,
+                    request_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.ListDriftWindowsRequest.FromString,
+                    response_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.ListDriftWindowsResponse.SerializeToString,
+            ),
+            'GetSkewReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSkewReport,
+                    request_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetSkewReportRequest.FromString,
+                    response_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetSkewReportResponse.SerializeToString,
+            ),
+            'GenerateReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateReport,
+                    request_deserializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GenerateReportRequest.FromString,
+                    response_serializer=loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GenerateReportResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'loopline.monitoring.v1.MonitoringService', rpc_method_handlers)
@@ -54,3 +141,138 @@ def add_MonitoringServiceServicer_to_server(servicer, server):
 class MonitoringService:
     """The monitoring service.
     """
+
+    @staticmethod
+    def GetCanaryAnalysis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.monitoring.v1.MonitoringService/GetCanaryAnalysis',
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetCanaryAnalysisRequest.SerializeToString,
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetCanaryAnalysisResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDriftStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.monitoring.v1.MonitoringService/GetDriftStatus',
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftStatusRequest.SerializeToString,
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetDriftStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDriftWindows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.monitoring.v1.MonitoringService/ListDriftWindows',
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.ListDriftWindowsRequest.SerializeToString,
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.ListDriftWindowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSkewReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.monitoring.v1.MonitoringService/GetSkewReport',
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetSkewReportRequest.SerializeToString,
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GetSkewReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.monitoring.v1.MonitoringService/GenerateReport',
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GenerateReportRequest.SerializeToString,
+            loopline_dot_monitoring_dot_v1_dot_monitoring__pb2.GenerateReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

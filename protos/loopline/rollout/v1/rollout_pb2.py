@@ -22,15 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from loopline.events.v1 import rollouts_pb2 as loopline_dot_events_dot_v1_dot_rollouts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!loopline/rollout/v1/rollout.proto\x12\x13loopline.rollout.v12\x10\n\x0eRolloutServiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!loopline/rollout/v1/rollout.proto\x12\x13loopline.rollout.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!loopline/events/v1/rollouts.proto\"\xd7\x05\n\x07Rollout\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x03 \x01(\x03\x12\x18\n\x10\x63hampion_version\x18\x04 \x01(\x03\x12)\n\x05phase\x18\x05 \x01(\x0e\x32\x1a.loopline.rollout.v1.Phase\x12/\n\x0bpaused_from\x18\x06 \x01(\x0e\x32\x1a.loopline.rollout.v1.Phase\x12\x0c\n\x04step\x18\x07 \x01(\x05\x12\r\n\x05steps\x18\x08 \x03(\x05\x12\x0e\n\x06weight\x18\t \x01(\x05\x12\x15\n\rfailed_checks\x18\n \x01(\x05\x12\x11\n\tthreshold\x18\x0b \x01(\x05\x12\x14\n\x0cinconclusive\x18\x0c \x01(\x05\x12\x15\n\rshadow_passed\x18\r \x01(\x05\x12\x19\n\x11shadow_iterations\x18\x0e \x01(\x05\x12\x18\n\x10interval_seconds\x18\x0f \x01(\x01\x12\x10\n\x08\x61\x63tuator\x18\x10 \x01(\t\x12.\n\nstarted_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10next_analysis_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nstarted_by\x18\x15 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x16 \x01(\t\x12\x0e\n\x06reason\x18\x17 \x01(\t\x12\x34\n\x0blast_checks\x18\x18 \x03(\x0b\x32\x1f.loopline.events.v1.CheckResult\x12\x18\n\x10pull_request_url\x18\x19 \x01(\t\"T\n\x13StartRolloutRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"E\n\x14StartRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.loopline.rollout.v1.Rollout\";\n\x11GetRolloutRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x12\n\nrollout_id\x18\x02 \x01(\t\"{\n\x12GetRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.loopline.rollout.v1.Rollout\x12\x36\n\tdecisions\x18\x02 \x03(\x0b\x32#.loopline.events.v1.RolloutDecision\"Q\n\x13ListRolloutsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"F\n\x14ListRolloutsResponse\x12.\n\x08rollouts\x18\x01 \x03(\x0b\x32\x1c.loopline.rollout.v1.Rollout\"9\n\x13PauseRolloutRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x14PauseRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.loopline.rollout.v1.Rollout\":\n\x14ResumeRolloutRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"F\n\x15ResumeRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.loopline.rollout.v1.Rollout\"9\n\x13\x41\x62ortRolloutRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x14\x41\x62ortRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.loopline.rollout.v1.Rollout\";\n\x15PromoteRolloutRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"G\n\x16PromoteRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.loopline.rollout.v1.Rollout*\x97\x01\n\x05Phase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x10\n\x0cPHASE_SHADOW\x10\x01\x12\x15\n\x11PHASE_PROGRESSING\x10\x02\x12\x10\n\x0cPHASE_PAUSED\x10\x03\x12\x12\n\x0ePHASE_PROMOTED\x10\x04\x12\x15\n\x11PHASE_ROLLED_BACK\x10\x05\x12\x11\n\rPHASE_ABORTED\x10\x06\x32\xd6\x05\n\x0eRolloutService\x12\x63\n\x0cStartRollout\x12(.loopline.rollout.v1.StartRolloutRequest\x1a).loopline.rollout.v1.StartRolloutResponse\x12]\n\nGetRollout\x12&.loopline.rollout.v1.GetRolloutRequest\x1a\'.loopline.rollout.v1.GetRolloutResponse\x12\x63\n\x0cListRollouts\x12(.loopline.rollout.v1.ListRolloutsRequest\x1a).loopline.rollout.v1.ListRolloutsResponse\x12\x63\n\x0cPauseRollout\x12(.loopline.rollout.v1.PauseRolloutRequest\x1a).loopline.rollout.v1.PauseRolloutResponse\x12\x66\n\rResumeRollout\x12).loopline.rollout.v1.ResumeRolloutRequest\x1a*.loopline.rollout.v1.ResumeRolloutResponse\x12\x63\n\x0c\x41\x62ortRollout\x12(.loopline.rollout.v1.AbortRolloutRequest\x1a).loopline.rollout.v1.AbortRolloutResponse\x12i\n\x0ePromoteRollout\x12*.loopline.rollout.v1.PromoteRolloutRequest\x1a+.loopline.rollout.v1.PromoteRolloutResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loopline.rollout.v1.rollout_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLLOUTSERVICE']._serialized_start=58
-  _globals['_ROLLOUTSERVICE']._serialized_end=74
+  _globals['_PHASE']._serialized_start=1881
+  _globals['_PHASE']._serialized_end=2032
+  _globals['_ROLLOUT']._serialized_start=127
+  _globals['_ROLLOUT']._serialized_end=854
+  _globals['_STARTROLLOUTREQUEST']._serialized_start=856
+  _globals['_STARTROLLOUTREQUEST']._serialized_end=940
+  _globals['_STARTROLLOUTRESPONSE']._serialized_start=942
+  _globals['_STARTROLLOUTRESPONSE']._serialized_end=1011
+  _globals['_GETROLLOUTREQUEST']._serialized_start=1013
+  _globals['_GETROLLOUTREQUEST']._serialized_end=1072
+  _globals['_GETROLLOUTRESPONSE']._serialized_start=1074
+  _globals['_GETROLLOUTRESPONSE']._serialized_end=1197
+  _globals['_LISTROLLOUTSREQUEST']._serialized_start=1199
+  _globals['_LISTROLLOUTSREQUEST']._serialized_end=1280
+  _globals['_LISTROLLOUTSRESPONSE']._serialized_start=1282
+  _globals['_LISTROLLOUTSRESPONSE']._serialized_end=1352
+  _globals['_PAUSEROLLOUTREQUEST']._serialized_start=1354
+  _globals['_PAUSEROLLOUTREQUEST']._serialized_end=1411
+  _globals['_PAUSEROLLOUTRESPONSE']._serialized_start=1413
+  _globals['_PAUSEROLLOUTRESPONSE']._serialized_end=1482
+  _globals['_RESUMEROLLOUTREQUEST']._serialized_start=1484
+  _globals['_RESUMEROLLOUTREQUEST']._serialized_end=1542
+  _globals['_RESUMEROLLOUTRESPONSE']._serialized_start=1544
+  _globals['_RESUMEROLLOUTRESPONSE']._serialized_end=1614
+  _globals['_ABORTROLLOUTREQUEST']._serialized_start=1616
+  _globals['_ABORTROLLOUTREQUEST']._serialized_end=1673
+  _globals['_ABORTROLLOUTRESPONSE']._serialized_start=1675
+  _globals['_ABORTROLLOUTRESPONSE']._serialized_end=1744
+  _globals['_PROMOTEROLLOUTREQUEST']._serialized_start=1746
+  _globals['_PROMOTEROLLOUTREQUEST']._serialized_end=1805
+  _globals['_PROMOTEROLLOUTRESPONSE']._serialized_start=1807
+  _globals['_PROMOTEROLLOUTRESPONSE']._serialized_end=1878
+  _globals['_ROLLOUTSERVICE']._serialized_start=2035
+  _globals['_ROLLOUTSERVICE']._serialized_end=2761
 # @@protoc_insertion_point(module_scope)

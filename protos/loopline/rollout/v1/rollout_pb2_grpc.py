@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from loopline.rollout.v1 import rollout_pb2 as loopline_dot_rollout_dot_v1_dot_rollout__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -34,15 +35,134 @@ class RolloutServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.StartRollout = channel.unary_unary(
+                '/loopline.rollout.v1.RolloutService/StartRollout',
+                request_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.StartRolloutRequest.SerializeToString,
+                response_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.StartRolloutResponse.FromString,
+                _registered_method=True)
+        self.GetRollout = channel.unary_unary(
+                '/loopline.rollout.v1.RolloutService/GetRollout',
+                request_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutRequest.SerializeToString,
+                response_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutResponse.FromString,
+                _registered_method=True)
+        self.ListRollouts = channel.unary_unary(
+                '/loopline.rollout.v1.RolloutService/ListRollouts',
+                request_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.ListRolloutsRequest.SerializeToString,
+                response_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.ListRolloutsResponse.FromString,
+                _registered_method=True)
+        self.PauseRollout = channel.unary_unary(
+                '/loopline.rollout.v1.RolloutService/PauseRollout',
+                request_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.PauseRolloutRequest.SerializeToString,
+                response_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.PauseRolloutResponse.FromString,
+                _registered_method=True)
+        self.ResumeRollout = channel.unary_unary(
+                '/loopline.rollout.v1.RolloutService/ResumeRollout',
+                request_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.ResumeRolloutRequest.SerializeToString,
+                response_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.ResumeRolloutResponse.FromString,
+                _registered_method=True)
+        self.AbortRollout = channel.unary_unary(
+                '/loopline.rollout.v1.RolloutService/AbortRollout',
+                request_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.AbortRolloutRequest.SerializeToString,
+                response_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.AbortRolloutResponse.FromString,
+                _registered_method=True)
+        self.PromoteRollout = channel.unary_unary(
+                '/loopline.rollout.v1.RolloutService/PromoteRollout',
+                request_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.PromoteRolloutRequest.SerializeToString,
+                response_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.PromoteRolloutResponse.FromString,
+                _registered_method=True)
 
 
 class RolloutServiceServicer:
     """The rollout service.
     """
 
+    def StartRollout(self, request, context):
+        """Start a rollout of a version by hand (the controller also starts one when a new challenger appears).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRollout(self, request, context):
+        """One rollout: by id, or the active (else the latest) rollout of a model, with its decisions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRollouts(self, request, context):
+        """Rollouts, newest first, optionally of one model and only active ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseRollout(self, request, context):
+        """Stop analysing and hold the current weight until resumed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeRollout(self, request, context):
+        """Continue a paused rollout from the step it stood at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortRollout(self, request, context):
+        """End a rollout now: the canary weight returns to 0; the challenger keeps its alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteRollout(self, request, context):
+        """Skip the remaining steps and promote the candidate now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RolloutServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'StartRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRollout,
+                    request_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.StartRolloutRequest.FromString,
+                    response_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.StartRolloutResponse.SerializeToString,
+            ),
+            'GetRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRollout,
+                    request_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutRequest.FromString,
+                    response_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutResponse.SerializeToString,
+            ),
+            'ListRollouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRollouts,
+                    request_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.ListRolloutsRequest.FromString,
+                    response_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.ListRolloutsResponse.SerializeToString,
+            ),
+            'PauseRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseRollout,
+                    request_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.PauseRolloutRequest.FromString,
+                    response_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.PauseRolloutResponse.SerializeToString,
+            ),
+            'ResumeRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRollout,
+                    request_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.ResumeRolloutRequest.FromString,
+                    response_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.ResumeRolloutResponse.SerializeToString,
+            ),
+            'AbortRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortRollout,
+                    request_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.AbortRolloutRequest.FromString,
+                    response_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.AbortRolloutResponse.SerializeToString,
+            ),
+            'PromoteRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteRollout,
+                    request_deserializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.PromoteRolloutRequest.FromString,
+                    response_serializer=loopline_dot_rollout_dot_v1_dot_rollout__pb2.PromoteRolloutResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'loopline.rollout.v1.RolloutService', rpc_method_handlers)
@@ -54,3 +174,192 @@ def add_RolloutServiceServicer_to_server(servicer, server):
 class RolloutService:
     """The rollout service.
     """
+
+    @staticmethod
+    def StartRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.rollout.v1.RolloutService/StartRollout',
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.StartRolloutRequest.SerializeToString,
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.StartRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.rollout.v1.RolloutService/GetRollout',
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutRequest.SerializeToString,
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.GetRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRollouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.rollout.v1.RolloutService/ListRollouts',
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.ListRolloutsRequest.SerializeToString,
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.ListRolloutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.rollout.v1.RolloutService/PauseRollout',
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.PauseRolloutRequest.SerializeToString,
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.PauseRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.rollout.v1.RolloutService/ResumeRollout',
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.ResumeRolloutRequest.SerializeToString,
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.ResumeRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.rollout.v1.RolloutService/AbortRollout',
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.AbortRolloutRequest.SerializeToString,
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.AbortRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.rollout.v1.RolloutService/PromoteRollout',
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.PromoteRolloutRequest.SerializeToString,
+            loopline_dot_rollout_dot_v1_dot_rollout__pb2.PromoteRolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

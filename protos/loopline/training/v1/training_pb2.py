@@ -22,15 +22,55 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from loopline.events.v1 import training_jobs_pb2 as loopline_dot_events_dot_v1_dot_training__jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#loopline/training/v1/training.proto\x12\x14loopline.training.v12\x11\n\x0fTrainingServiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#loopline/training/v1/training.proto\x12\x14loopline.training.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&loopline/events/v1/training_jobs.proto\"`\n\nTimeWindow\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x0bTimeHoldout\x12\x33\n\rholdout_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1a\n\x10holdout_fraction\x18\x02 \x01(\x01H\x00\x12\x1f\n\x17\x65\x61rly_stopping_fraction\x18\x03 \x01(\x01\x42\n\n\x08\x62oundary\"W\n\x10ValidationScheme\x12\x39\n\x0ctime_holdout\x18\x01 \x01(\x0b\x32!.loopline.training.v1.TimeHoldoutH\x00\x42\x08\n\x06scheme\"\xaa\x04\n\x07JobSpec\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x12\n\nentity_uri\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x61taset_uri\x18\x06 \x01(\t\x12\x18\n\x10timestamp_column\x18\x07 \x01(\t\x12\x30\n\x06window\x18\x08 \x01(\x0b\x32 .loopline.training.v1.TimeWindow\x12:\n\nvalidation\x18\t \x01(\x0b\x32&.loopline.training.v1.ValidationScheme\x12K\n\x0fhyperparameters\x18\n \x03(\x0b\x32\x32.loopline.training.v1.JobSpec.HyperparametersEntry\x12\x0c\n\x04seed\x18\x0b \x01(\x03\x12\x0f\n\x07trigger\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x16\n\tthreshold\x18\x0e \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0eparent_version\x18\x0f \x01(\x03\x12\x17\n\x0fmake_challenger\x18\x10 \x01(\x08\x12\x17\n\x0f\x65xclude_columns\x18\x11 \x03(\t\x1a\x36\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_threshold\"\x9a\x05\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12+\n\x04spec\x18\x02 \x01(\x0b\x32\x1d.loopline.training.v1.JobSpec\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.loopline.events.v1.JobState\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x15\n\rmlflow_run_id\x18\t \x01(\t\x12\x1a\n\x12registered_version\x18\n \x01(\x03\x12\r\n\x05stage\x18\x0b \x01(\t\x12\x10\n\x08progress\x18\x0c \x01(\x03\x12\x16\n\x0eprogress_total\x18\r \x01(\x03\x12\x37\n\x07metrics\x18\x0e \x03(\x0b\x32&.loopline.training.v1.Job.MetricsEntry\x12\x0e\n\x06runner\x18\x0f \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x10 \x01(\x05\x12\x19\n\x11training_set_hash\x18\x11 \x01(\t\x12\x15\n\rtraining_rows\x18\x12 \x01(\x03\x12\x18\n\x10\x63\x61ncel_requested\x18\x13 \x01(\x08\x12\x17\n\x0flogged_model_id\x18\x14 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"X\n\x10SubmitJobRequest\x12+\n\x04spec\x18\x01 \x01(\x0b\x32\x1d.loopline.training.v1.JobSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"L\n\x11SubmitJobResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.loopline.training.v1.Job\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"8\n\x0eGetJobResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.loopline.training.v1.Job\"\x8b\x01\n\x0fListJobsRequest\x12,\n\x06states\x18\x01 \x03(\x0e\x32\x1c.loopline.events.v1.JobState\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"T\n\x10ListJobsResponse\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.loopline.training.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x11\x43\x61ncelJobResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.loopline.training.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x10WatchJobResponse\x12&\n\x03job\x18\x01 \x01(\x0b\x32\x19.loopline.training.v1.Job2\xda\x03\n\x0fTrainingService\x12\\\n\tSubmitJob\x12&.loopline.training.v1.SubmitJobRequest\x1a\'.loopline.training.v1.SubmitJobResponse\x12S\n\x06GetJob\x12#.loopline.training.v1.GetJobRequest\x1a$.loopline.training.v1.GetJobResponse\x12Y\n\x08ListJobs\x12%.loopline.training.v1.ListJobsRequest\x1a&.loopline.training.v1.ListJobsResponse\x12\\\n\tCancelJob\x12&.loopline.training.v1.CancelJobRequest\x1a\'.loopline.training.v1.CancelJobResponse\x12[\n\x08WatchJob\x12%.loopline.training.v1.WatchJobRequest\x1a&.loopline.training.v1.WatchJobResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loopline.training.v1.training_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRAININGSERVICE']._serialized_start=61
-  _globals['_TRAININGSERVICE']._serialized_end=78
+  _globals['_JOBSPEC_HYPERPARAMETERSENTRY']._loaded_options = None
+  _globals['_JOBSPEC_HYPERPARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_JOB_METRICSENTRY']._loaded_options = None
+  _globals['_JOB_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_TIMEWINDOW']._serialized_start=134
+  _globals['_TIMEWINDOW']._serialized_end=230
+  _globals['_TIMEHOLDOUT']._serialized_start=233
+  _globals['_TIMEHOLDOUT']._serialized_end=372
+  _globals['_VALIDATIONSCHEME']._serialized_start=374
+  _globals['_VALIDATIONSCHEME']._serialized_end=461
+  _globals['_JOBSPEC']._serialized_start=464
+  _globals['_JOBSPEC']._serialized_end=1018
+  _globals['_JOBSPEC_HYPERPARAMETERSENTRY']._serialized_start=950
+  _globals['_JOBSPEC_HYPERPARAMETERSENTRY']._serialized_end=1004
+  _globals['_JOB']._serialized_start=1021
+  _globals['_JOB']._serialized_end=1687
+  _globals['_JOB_METRICSENTRY']._serialized_start=1641
+  _globals['_JOB_METRICSENTRY']._serialized_end=1687
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1689
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1777
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=1779
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=1855
+  _globals['_GETJOBREQUEST']._serialized_start=1857
+  _globals['_GETJOBREQUEST']._serialized_end=1888
+  _globals['_GETJOBRESPONSE']._serialized_start=1890
+  _globals['_GETJOBRESPONSE']._serialized_end=1946
+  _globals['_LISTJOBSREQUEST']._serialized_start=1949
+  _globals['_LISTJOBSREQUEST']._serialized_end=2088
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2090
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2174
+  _globals['_CANCELJOBREQUEST']._serialized_start=2176
+  _globals['_CANCELJOBREQUEST']._serialized_end=2226
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2228
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2287
+  _globals['_WATCHJOBREQUEST']._serialized_start=2289
+  _globals['_WATCHJOBREQUEST']._serialized_end=2322
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2324
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2382
+  _globals['_TRAININGSERVICE']._serialized_start=2385
+  _globals['_TRAININGSERVICE']._serialized_end=2859
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from loopline.training.v1 import training_pb2 as loopline_dot_training_dot_v1_dot_training__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -34,15 +35,102 @@ class TrainingServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.SubmitJob = channel.unary_unary(
+                '/loopline.training.v1.TrainingService/SubmitJob',
+                request_serializer=loopline_dot_training_dot_v1_dot_training__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.SubmitJobResponse.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/loopline.training.v1.TrainingService/GetJob',
+                request_serializer=loopline_dot_training_dot_v1_dot_training__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.GetJobResponse.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/loopline.training.v1.TrainingService/ListJobs',
+                request_serializer=loopline_dot_training_dot_v1_dot_training__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/loopline.training.v1.TrainingService/CancelJob',
+                request_serializer=loopline_dot_training_dot_v1_dot_training__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/loopline.training.v1.TrainingService/WatchJob',
+                request_serializer=loopline_dot_training_dot_v1_dot_training__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.WatchJobResponse.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
     """The training service.
     """
 
+    def SubmitJob(self, request, context):
+        """Validate a job spec and queue the job (PENDING). A retry with the same idempotency key returns the
+        job the first call made.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """One job with its state, progress, metrics and results.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Jobs, newest first, filtered by state, model and trigger, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Cancel a job: a pending job is cancelled at once, a running one is stopped. Cancelling a finished
+        job is refused (FAILED_PRECONDITION); cancelling a cancelled one is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """The job now, then again at each state change and progress report, until it finishes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.SubmitJobRequest.FromString,
+                    response_serializer=loopline_dot_training_dot_v1_dot_training__pb2.SubmitJobResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.GetJobRequest.FromString,
+                    response_serializer=loopline_dot_training_dot_v1_dot_training__pb2.GetJobResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.ListJobsRequest.FromString,
+                    response_serializer=loopline_dot_training_dot_v1_dot_training__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.CancelJobRequest.FromString,
+                    response_serializer=loopline_dot_training_dot_v1_dot_training__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=loopline_dot_training_dot_v1_dot_training__pb2.WatchJobRequest.FromString,
+                    response_serializer=loopline_dot_training_dot_v1_dot_training__pb2.WatchJobResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'loopline.training.v1.TrainingService', rpc_method_handlers)
@@ -54,3 +142,138 @@ def add_TrainingServiceServicer_to_server(servicer, server):
 class TrainingService:
     """The training service.
     """
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.training.v1.TrainingService/SubmitJob',
+            loopline_dot_training_dot_v1_dot_training__pb2.SubmitJobRequest.SerializeToString,
+            loopline_dot_training_dot_v1_dot_training__pb2.SubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.training.v1.TrainingService/GetJob',
+            loopline_dot_training_dot_v1_dot_training__pb2.GetJobRequest.SerializeToString,
+            loopline_dot_training_dot_v1_dot_training__pb2.GetJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.training.v1.TrainingService/ListJobs',
+            loopline_dot_training_dot_v1_dot_training__pb2.ListJobsRequest.SerializeToString,
+            loopline_dot_training_dot_v1_dot_training__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loopline.training.v1.TrainingService/CancelJob',
+            loopline_dot_training_dot_v1_dot_training__pb2.CancelJobRequest.SerializeToString,
+            loopline_dot_training_dot_v1_dot_training__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/loopline.training.v1.TrainingService/WatchJob',
+            loopline_dot_training_dot_v1_dot_training__pb2.WatchJobRequest.SerializeToString,
+            loopline_dot_training_dot_v1_dot_training__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

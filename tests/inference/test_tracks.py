@@ -3,6 +3,7 @@ sticky routing, shadow mode, and the weights and track labels in the metrics."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -120,3 +121,33 @@ def test_cluster_mode_serves_one_track(server_factory, model_dir: Path) -> None:
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert admin(server).GetTracks(inference_pb2.GetTracksRequest(model_name="scorer")).mode == "cluster"
+
+
+def test_failures_count_against_the_track_that_was_picked(server_factory, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """A broken challenger (here one whose signature the request does not fit) fails on the challenger
+    track, in shadow too, so a canary analysis sees its errors and not the champion's."""
+    server = server_factory(model_name="scorer", model=str(model_dir / "mlp"), challenger=str(model_dir / "identity"))
+    stub = admin(server)
+    stub.SetTrafficWeights(inference_pb2.SetTrafficWeightsRequest(model_name="scorer", challenger_weight=1.0,
+                                                                   actor="test"))
+    with httpx.Client(base_url=server.base, timeout=10) as client:
+        for i in range(5):
+            assert client.post("/v2/models/scorer/infer", json={**BODY, "id": f"x{i}"}).status_code == 400
+    oip = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc))
+    tensor = service_pb2.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[1, 8])
+    tensor.contents.fp32_contents.extend([0.3] * 8)
+    with pytest.raises(grpc.RpcError) as failed:
+        oip.ModelInfer(service_pb2.ModelInferRequest(model_name="scorer", id="g", inputs=[tensor]))
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    name = "loopline_inference_predict_requests_total"
+    assert metric(server, name, track="challenger", version="2", status="INVALID_ARGUMENT", protocol="rest") == 5
+    assert metric(server, name, track="challenger", version="2", status="INVALID_ARGUMENT", protocol="grpc") == 1
+    assert metric(server, name, track="champion") == 0
+
+    # In shadow the caller gets the champion's answer; the challenger's failure is counted on "shadow".
+    stub.SetTrafficWeights(inference_pb2.SetTrafficWeightsRequest(model_name="scorer", challenger_weight=0.0,
+                                                                   shadow=True, actor="test"))
+    assert {infer(server, f"s{i}")[0] for i in range(5)} == {"champion"}
+    deadline = time.monotonic() + 10
+    while metric(server, name, track="shadow", status="INVALID_ARGUMENT") < 5:
+        assert time.monotonic() < deadline, "shadow failures were not counted"

@@ -15,7 +15,7 @@ from loopline_inference.predlog import Prediction, encode_records
 from loopline_inference.tensors import Tensor
 
 from loopline.events.v1 import predictions_pb2
-from loopline_common.errors import FailedPrecondition, InvalidArgument
+from loopline_common.errors import InvalidArgument
 from tests.inference.models import mlp_model
 
 
@@ -73,5 +73,5 @@ def test_missing_feature_policy(tmp_path: Path) -> None:
             [FeatureCell(4.0, False), FeatureCell(5.0, False), FeatureCell(6.0, True)]]
     matrix, defaulted = build_input(model, rows, policy="default", defaults={"f1": -1.0})
     assert defaulted == 2 and matrix[0, 1] == -1.0 and np.isnan(matrix[1, 2]) and matrix.dtype == np.float32
-    with pytest.raises(FailedPrecondition, match="f1"):
+    with pytest.raises(InvalidArgument, match="f1"):
         build_input(model, rows, policy="reject")

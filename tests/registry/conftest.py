@@ -16,7 +16,7 @@ import httpx
 import pytest
 from loopline_registry.auth import Role, tokens_json
 
-from tests.helpers import BIN, Broker, free_port
+from tests.helpers import BIN, Broker, absent, free_port
 from tests.registry.clients import GrpcApi, HttpApi, RegistryProcess, start_registry
 
 # The MLflow client in this process must fail fast too, should the server go away.
@@ -96,7 +96,7 @@ def postgres_url() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"Postgres is not reachable at {PG_ADMIN_URL}: {exc}")
+        absent(f"Postgres is not reachable at {PG_ADMIN_URL}: {exc}")
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from google.protobuf.message import Message as ProtoMessage
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +37,35 @@ from loopline_common.metrics import ServiceMetrics
 from loopline_common.readiness import Readiness
 
 log = logging.getLogger(__name__)
+
+
+P = TypeVar("P", bound=ProtoMessage)
+
+
+def message_to_json(message: ProtoMessage) -> dict[str, Any]:
+    """A protobuf message as the HTTP mirrors answer it: proto field names, every field present."""
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def json_to_message(data: dict[str, Any], message: P) -> P:
+    """Fill `message` from a JSON object; a field that does not fit is INVALID_ARGUMENT."""
+    try:
+        ParseDict(data, message)
+    except ParseError as exc:
+        raise InvalidArgument(f"invalid request: {exc}") from None
+    return message
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object ({} for an empty body). Malformed JSON raises JSONDecodeError, which the
+    app's handler answers as INVALID_ARGUMENT; any other JSON value is INVALID_ARGUMENT here."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    return data
 
 
 def error_response(error: LooplineError) -> JSONResponse:

@@ -36,6 +36,8 @@ CONTENT_TYPE_HEADER = "content-type"
 # How long one attempt to reach the broker may take before the client tries again (kafka-python's
 # default is 30 s, which would make close() and readiness slow while the broker is down).
 BOOTSTRAP_TIMEOUT_MS = 3_000
+# How long one poll may run once partitions are assigned (see ConsumerLoop.run).
+BUSY_POLL_MS = 50
 DLQ_SUFFIX = ".dlq"
 
 
@@ -260,6 +262,7 @@ class ConsumerLoop(Generic[M]):
         dead_letter_suffix: str = DLQ_SUFFIX,
         retry_backoff_seconds: float = 1.0,
         poll_timeout_ms: int = 500,
+        idle_wait_seconds: float = 0.2,
         max_poll_records: int = 500,
         max_poll_interval_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
@@ -270,6 +273,7 @@ class ConsumerLoop(Generic[M]):
         self.dead_letter_suffix = dead_letter_suffix
         self.retry_backoff_seconds = retry_backoff_seconds
         self.poll_timeout_ms = poll_timeout_ms
+        self.idle_wait_seconds = idle_wait_seconds
         self._expected_type = content_type(message_type)
         self._consumer_config = {
             "bootstrap_servers": bootstrap_servers,
@@ -322,10 +326,25 @@ class ConsumerLoop(Generic[M]):
         self._consumer = self._connect()
         if self._consumer is None:
             return
+        busy = False  # the last poll returned records: wait for the fetch in flight instead of resting
         try:
             while not self._stop.is_set():
                 try:
-                    batches = self._consumer.poll(timeout_ms=self.poll_timeout_ms)
+                    # kafka-python sends the next fetch inside poll() and waits for its answer; a broker that
+                    # answers an empty fetch at once (noida-db ignores fetch_max_wait_ms) turns every waiting
+                    # poll into a busy loop. So, once the group gave us partitions: after records, poll
+                    # briefly for the fetch already in flight; when idle, poll without waiting (that sends
+                    # one fetch, whose answer the next poll drains) and rest. Joining the group needs polls
+                    # that block, so those keep the full timeout.
+                    assigned = bool(self._consumer.assignment())
+                    if not assigned:
+                        timeout_ms = self.poll_timeout_ms
+                    else:
+                        timeout_ms = min(self.poll_timeout_ms, BUSY_POLL_MS) if busy else 0
+                    batches = self._consumer.poll(timeout_ms=timeout_ms)
+                    busy = bool(batches)
+                    if not batches and assigned:
+                        self._stop.wait(self.idle_wait_seconds)
                     for tp, records in batches.items():
                         self._process_partition(tp, records)
                 except KafkaError as exc:

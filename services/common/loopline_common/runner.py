@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from loopline_common.grpc_server import GrpcServer
 from loopline_common.readiness import Readiness
@@ -40,7 +40,7 @@ async def serve(
     settings: ServiceSettings,
     readiness: Readiness,
     grpc_server: GrpcServer,
-    http_app: FastAPI,
+    http_app: ASGIApp,
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     stop_event: asyncio.Event | None = None,

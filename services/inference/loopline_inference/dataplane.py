@@ -40,6 +40,8 @@ class InferRequest:
     parameters: dict[str, Any]
     protocol: str
     started: float
+    # The model and track the request was routed to, once it was (so a failure counts against that track).
+    routed: tuple[OnnxModel, str] | None = None
 
 
 @dataclass(slots=True)
@@ -127,27 +129,17 @@ class DataPlane:
             model, track = tracks.by_version(request.model_version)
         else:
             model, track = tracks.pick(key)
+        request.routed = (model, track)
         feed = model.validate(inputs)
         outputs = model.run(feed, request.outputs)
         rows_n = _rows(outputs)
         self.stats.batch(model.name, model.version_label, track, rows_n, _scores(model, outputs, request.outputs))
-        if self.prediction_log.enabled:
-            self.prediction_log.add(
-                Prediction(
-                    request_id=request.id or request.request_id,
-                    time_ns=time.time_ns(),
-                    model_name=model.name,
-                    model_version=model.version,
-                    track=track,
-                    protocol=request.protocol,
-                    status="ok",
-                    latency_us=int((time.perf_counter() - request.started) * 1e6),
-                    inputs=inputs,
-                    feature_names=model.feature_names,
-                    outputs=outputs,
-                    entities=entities,
-                )
-            )
+        if self.prediction_log.enabled:  # a tuple of references; encoded off the request path
+            self.prediction_log.add(Prediction(
+                request.id or request.request_id, time.time_ns(), model.name, model.version, track,
+                request.protocol, "ok", int((time.perf_counter() - request.started) * 1e6), inputs,
+                model.feature_names, outputs, entities,
+            ))
         shadow = tracks.shadow_model()
         if shadow is not None and not request.model_version:
             asyncio.get_running_loop().call_soon(self._shadow, shadow, inputs, request, entities)
@@ -162,9 +154,11 @@ class DataPlane:
             outputs = model.run(model.validate(inputs))
         except LooplineError as exc:
             log.warning("shadow scoring failed: %s", exc.message)
+            self._shadow_failed(model, request, exc.code.value, started)
             return
         except Exception:
             log.exception("shadow scoring failed")
+            self._shadow_failed(model, request, "INTERNAL", started)
             return
         self.stats.batch(model.name, model.version_label, "shadow", _rows(outputs), _scores(model, outputs, None))
         if self.prediction_log.enabled:
@@ -174,6 +168,19 @@ class DataPlane:
                     model_version=model.version, track="shadow", protocol=request.protocol, status="ok",
                     latency_us=int((time.perf_counter() - started) * 1e6), inputs=inputs,
                     feature_names=model.feature_names, outputs=outputs, entities=entities,
+                )
+            )
+
+    def _shadow_failed(self, model: OnnxModel, request: InferRequest, code: str, started: float) -> None:
+        """A failed shadow scoring counts against the challenger (the caller got the champion's answer)."""
+        seconds = time.perf_counter() - started
+        self.stats.request(model.name, model.version_label, "shadow", request.protocol, code, seconds)
+        if self.prediction_log.enabled:
+            self.prediction_log.add(
+                Prediction(
+                    request_id=request.id or request.request_id, time_ns=time.time_ns(), model_name=model.name,
+                    model_version=model.version, track="shadow", protocol=request.protocol, status=code,
+                    latency_us=int(seconds * 1e6), inputs=None, feature_names=(), outputs=None,
                 )
             )
 
@@ -196,11 +203,15 @@ class DataPlane:
         """Errors are logged too, without inputs or outputs."""
         if not self.prediction_log.enabled or model_name not in self.models:
             return
+        # Attributed to the track the request was routed to; before routing (e.g. a malformed request) to
+        # the champion's version with no track.
+        routed = request.routed if request else None
         champion = self.models[model_name].champion
+        version = routed[0].version if routed else (champion.version if champion else 0)
         self.prediction_log.add(
             Prediction(
                 request_id=(request.id or request.request_id) if request else "", time_ns=time.time_ns(),
-                model_name=model_name, model_version=champion.version if champion else 0, track="",
+                model_name=model_name, model_version=version, track=routed[1] if routed else "",
                 protocol=protocol, status=code,
                 latency_us=int((time.perf_counter() - request.started) * 1e6) if request else 0,
                 inputs=None, feature_names=(), outputs=None,

@@ -5,7 +5,7 @@ built from the features service's online features, in the model's feature order.
 `build_input` is the transport- and service-neutral core: rows of (value, status) to the model's input
 matrix, applying the missing-feature policy: "default" fills the model's default value and flags the
 row (counted, and reported back in the response parameter `loopline_defaulted_rows`), "reject" refuses
-the request with FAILED_PRECONDITION naming the first missing feature.
+the request with INVALID_ARGUMENT (HTTP 400) naming the first missing feature and the entity row.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def build_input(
             value = cell.value
             if cell.flagged or value is None or (isinstance(value, float) and math.isnan(value)):
                 if policy == "reject":
-                    raise FailedPrecondition(
+                    raise InvalidArgument(
                         f"feature '{names[j]}' is missing or expired for entity row {i}",
                         details={"feature": names[j], "row": str(i)},
                     )

@@ -23,7 +23,7 @@ from loopline_inference.cpu import cpu_limit
 from loopline_inference.dataplane import DataPlane
 from loopline_inference.enrichment import OnlineFeatures
 from loopline_inference.events import AliasFollower
-from loopline_inference.grpc_api import AdminServicer, OipServicer, get_tracks, set_weights
+from loopline_inference.grpc_api import AdminServicer, OipFastPath, OipServicer, get_tracks, set_weights
 from loopline_inference.loader import ModelLoader, ModelRef, parse_ref
 from loopline_inference.model import OnnxModel
 from loopline_inference.oip_pb import SERVICE as OIP_SERVICE
@@ -99,6 +99,10 @@ class InferenceService:
         self.follower: AliasFollower | None = None
         self._load_task: asyncio.Task[None] | None = None
         self.http = self._http_app()
+        # The ASGI app uvicorn runs: OIP requests are answered before FastAPI and its middleware stack
+        # (telemetry, error and body-limit wrappers) see them; everything else goes on to FastAPI.
+        self.asgi = OipRest(self.http, dataplane=self.dataplane, max_request_bytes=settings.max_request_bytes,
+                            ids=self.ids)
         self.grpc = self._grpc_server()
         self._publish_weights(settings.model_name)
 
@@ -128,8 +132,6 @@ class InferenceService:
         async def http_get_tracks(model_name: str) -> dict[str, Any]:
             return _json(get_tracks(self.dataplane, model_name, s.mode))
 
-        # Outermost user middleware: OIP requests never reach FastAPI's routing (see rest.py).
-        app.add_middleware(OipRest, dataplane=self.dataplane, max_request_bytes=s.max_request_bytes, ids=self.ids)
         return app
 
     def _grpc_server(self) -> GrpcServer:
@@ -138,6 +140,8 @@ class InferenceService:
             metrics=self.metrics, readiness=self.readiness, host=s.host, port=s.grpc_port,
             max_message_bytes=s.max_request_bytes,
         )
+        # The shared interceptor, minus the OIP service (its handlers do that work themselves, cheaper).
+        server._interceptors = (OipFastPath(self.metrics),)
         oip = OipServicer(self.dataplane, self.ids)
         server.add_service(lambda _, srv: srv.add_generic_rpc_handlers((oip.handler(),)), None, OIP_SERVICE)
         admin = AdminServicer(dataplane=self.dataplane, mode=s.mode, on_weights=self._publish_weights)
@@ -221,7 +225,7 @@ class InferenceService:
     async def run(self, stop_event: asyncio.Event | None = None) -> None:
         await serve(
             service=SERVICE, settings=self.settings, readiness=self.readiness, grpc_server=self.grpc,
-            http_app=self.http, on_start=self.on_start, on_stop=self.on_stop, stop_event=stop_event,
+            http_app=self.asgi, on_start=self.on_start, on_stop=self.on_stop, stop_event=stop_event,
         )
 
 

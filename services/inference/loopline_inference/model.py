@@ -86,9 +86,13 @@ class OnnxModel:
                     details={"input": tensor.name, "expected": spec.datatype},
                 )
             shape = tensor.array.shape
-            if len(shape) != len(spec.shape) or any(
-                want != -1 and got != want for got, want in zip(shape, spec.shape, strict=True)
-            ):
+            fits = len(shape) == len(spec.shape)
+            if fits:
+                for i, want in self._fixed_dims[tensor.name]:
+                    if shape[i] != want:
+                        fits = False
+                        break
+            if not fits:
                 raise InvalidArgument(
                     f"input '{tensor.name}': shape {list(shape)} does not match the model's {list(spec.shape)}"
                     " (-1: any size)",
@@ -102,12 +106,29 @@ class OnnxModel:
             feed[tensor.name] = array
         return feed
 
+    def __post_init__(self) -> None:
+        # Per-request work done once: the fixed dimensions of each input, every output's name, and ORT's
+        # binding itself (InferenceSession.run re-validates the feed names the signature check already did).
+        self._fixed_dims = {s.name: tuple((i, d) for i, d in enumerate(s.shape) if d != -1) for s in self.inputs}
+        self._output_names = [s.name for s in self.outputs]
+        binding = getattr(self.session, "_sess", None)
+        self._run = binding.run if binding is not None and hasattr(binding, "run") else None
+
     def run(self, feed: dict[str, np.ndarray[Any, Any]], output_names: list[str] | None = None) -> list[Tensor]:
         """Score `feed`; the outputs named (all by default), in the model's output order."""
-        specs = self.outputs if output_names is None else [self.output_spec(n) for n in output_names]
-        names = [s.name for s in specs]
-        values = self.session.run(names, feed)
-        return [Tensor(s.name, s.datatype, _as_array(v, s.datatype)) for s, v in zip(specs, values, strict=True)]
+        if output_names is None:
+            specs: tuple[TensorSpec, ...] | list[TensorSpec] = self.outputs
+            names = self._output_names
+        else:
+            specs = [self.output_spec(n) for n in output_names]
+            names = [s.name for s in specs]
+        values = self._run(names, feed, None) if self._run is not None else self.session.run(names, feed)
+        out = []
+        for spec, value in zip(specs, values, strict=True):
+            if type(value) is not np.ndarray or spec.datatype == "BYTES":
+                value = _as_array(value, spec.datatype)
+            out.append(Tensor(spec.name, spec.datatype, value))
+        return out
 
     def output_spec(self, name: str) -> TensorSpec:
         for spec in self.outputs:

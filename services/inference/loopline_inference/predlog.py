@@ -18,7 +18,7 @@ import struct
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,9 +37,9 @@ TRACKS = {
 }
 
 
-@dataclass(slots=True)
-class Prediction:
-    """What the request path hands over: references only, encoded later off the request path."""
+class Prediction(NamedTuple):
+    """What the request path hands over: references only (a tuple, cheap to build), encoded later off
+    the request path."""
 
     request_id: str
     time_ns: int
@@ -262,6 +262,100 @@ def _encode_row_by_row(
     return b"".join(parts)
 
 
+# ---- one-row predictions, encoded in bulk ------------------------------------------------------------
+#
+# Most requests score one row. Their records differ only in request id, time, latency and numbers, so a
+# drain groups them by everything else (model, version, track, outcome, tensor layout, request-id length)
+# and writes each group as one numpy grid: a record template repeated per row, with the numbers, the id
+# bytes and the three integers written column-wise. The integers are written as 5-byte varints (low
+# groups with the continuation bit set even when a shorter form exists), which every protobuf parser
+# reads as the same value; that keeps every record of a group the same length.
+
+_PAD5 = b"\x80\x80\x80\x80\x00"
+_SHIFTS = np.array([0, 7, 14, 21, 28], dtype=np.uint64)
+_CONTINUE = np.array([0x80, 0x80, 0x80, 0x80, 0x00], dtype=np.uint64)
+
+
+def _bulk_key(p: Prediction) -> tuple[Any, ...] | None:
+    """The group of a prediction that may be encoded in bulk (None: encode it on its own). Cheap: the
+    tensor shapes are checked when the group is encoded (a group that does not fit is encoded one by
+    one)."""
+    inputs, outputs = p.inputs, p.outputs
+    if not inputs or not outputs or p.entities is not None:
+        return None
+    return (p.model_name, p.model_version, p.track, p.protocol, p.status, len(p.request_id), p.feature_names,
+            inputs[0].array.shape, tuple([t.name for t in inputs]), tuple([t.name for t in outputs]))
+
+
+def _varint5(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """[n] non-negative integers below 2**35 as [n, 5] bytes of padded varints."""
+    v = values.astype(np.uint64)[:, None]
+    return ((v >> _SHIFTS) & np.uint64(0x7F) | _CONTINUE).astype(np.uint8)
+
+
+def encode_group(group: list[Prediction]) -> bytes:
+    """The records of predictions that share a `_bulk_key`, as PredictionLogBatch field 3 entries: in
+    bulk when they are one-row predictions of one tensor layout, else one by one."""
+    try:
+        data = _encode_one_row_group(group)
+    except (ValueError, TypeError):  # shapes or dtypes differ within the group
+        data = None
+    return data if data is not None else b"".join(encode_records(p) for p in group)
+
+
+def _encode_one_row_group(group: list[Prediction]) -> bytes | None:
+    first = group[0]
+    if first.inputs is None or first.outputs is None:
+        return None
+    n = len(group)
+    if first.inputs[0].array.ndim == 0 or first.inputs[0].array.shape[0] != 1:
+        return None
+    for t in (*first.inputs, *first.outputs):
+        if t.array.dtype.kind not in "biuf" or t.array.ndim == 0 or t.array.ndim > 2 or t.array.shape[0] != 1:
+            return None
+    layout, _ = _layout(first.inputs, first.feature_names, first.outputs, 1)
+    rid_len = len(first.request_id.encode())
+    # Record: rid (1), time (2: seconds 1, nanos 2), the constant fields, latency (9), then the numbers.
+    fixed = b"\x12\x0c\x08" + _PAD5 + b"\x10" + _PAD5 + _constant_head(first) + b"\x48" + _PAD5
+    if rid_len >= 128:
+        return None
+    prefix = b"\x1a" + _varint(2 + rid_len + len(fixed) + len(layout.body))
+    template = prefix + b"\x0a" + bytes((rid_len,)) + b"\x00" * rid_len + fixed + layout.body
+    size = len(template)
+    buffer = bytearray(template * n)
+    grid = np.frombuffer(buffer, dtype=np.uint8).reshape(n, size)
+    at = len(prefix) + 2
+    ids = b"".join(p.request_id.encode() for p in group)
+    if len(ids) != n * rid_len:  # ids of one character length but different byte lengths
+        return None
+    if rid_len:
+        grid[:, at : at + rid_len] = np.frombuffer(ids, dtype=np.uint8).reshape(n, rid_len)
+    at += rid_len + 3
+    stamps = np.fromiter((p.time_ns for p in group), dtype=np.int64, count=n)
+    seconds, nanos = np.divmod(stamps, 1_000_000_000)
+    grid[:, at : at + 5] = _varint5(seconds)
+    grid[:, at + 6 : at + 11] = _varint5(nanos)
+    at = len(prefix) + 2 + rid_len + len(fixed) - 5
+    grid[:, at : at + 5] = _varint5(np.fromiter((p.latency_us for p in group), dtype=np.int64, count=n))
+    blocks = []
+    for j, t in enumerate(first.inputs):
+        block = np.concatenate([p.inputs[j].array for p in group])  # type: ignore[index]
+        if block.shape[0] != n or block.shape[1:] != t.array.shape[1:]:
+            return None
+        blocks.append(block.reshape(n, -1))
+    for j, t in enumerate(first.outputs):
+        block = np.concatenate([p.outputs[j].array for p in group])  # type: ignore[index]
+        if block.shape[0] != n or block.shape[1:] != t.array.shape[1:]:
+            return None
+        blocks.append(block.reshape(n, -1))
+    if blocks:
+        values = np.hstack(blocks).astype("<f8", copy=False) if len(blocks) > 1 else blocks[0].astype("<f8")
+        columns = np.ndarray((n,), dtype=layout.columns, buffer=buffer, offset=size - len(layout.body),
+                             strides=(size,))
+        columns[...] = np.ascontiguousarray(values).view(layout.packed).reshape(n)
+    return bytes(buffer)
+
+
 class PredictionLog:
     """Bounded hand-off from the request path to a background encoder/publisher thread."""
 
@@ -272,7 +366,7 @@ class PredictionLog:
         stats: InferenceStats,
         instance: str,
         max_pending: int = 50_000,
-        flush_seconds: float = 0.05,
+        flush_seconds: float = 0.2,
         max_batch_bytes: int = 512 * 1024,
     ) -> None:
         self.producer = producer
@@ -318,34 +412,66 @@ class PredictionLog:
     def drain(self) -> int:
         """Encode and publish everything pending; return the number of requests drained."""
         producer = self.producer
+        pending = self._pending
         if producer is None:
-            self._pending.clear()
+            pending.clear()
             return 0
+        items = []
+        while pending:
+            items.append(pending.popleft())
+        # One-row predictions in groups (encoded in bulk), everything else one by one, in order per group.
+        groups: dict[tuple[Any, ...], list[Prediction]] = {}
+        singles: list[Prediction] = []
+        for p in items:
+            key = _bulk_key(p)
+            if key is None:
+                singles.append(p)
+            else:
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [p]
+                else:
+                    group.append(p)
         by_model: dict[str, list[bytes]] = {}
         sizes: dict[str, int] = {}
         counts: dict[str, int] = {}
-        drained = 0
-        while self._pending:
-            p = self._pending.popleft()
-            drained += 1
+
+        def add(model: str, data: bytes, records: int) -> None:
+            parts = by_model.setdefault(model, [])
+            if parts and sizes[model] + len(data) > self.max_batch_bytes:
+                self._publish(producer, model, parts, counts[model])
+                parts.clear()
+                sizes[model] = counts[model] = 0
+            parts.append(data)
+            sizes[model] = sizes.get(model, 0) + len(data)
+            counts[model] = counts.get(model, 0) + records
+
+        for group in groups.values():
+            first = group[0]
+            layout, _ = _layout(first.inputs or [], first.feature_names, first.outputs or [], 1)
+            # Records per grid, so that one grid stays within a batch.
+            chunk = max(1, self.max_batch_bytes // (len(layout.body) + 64 + len(first.request_id)))
+            for start in range(0, len(group), chunk):
+                part = group[start : start + chunk]
+                try:
+                    data = encode_group(part)
+                except Exception:
+                    log.exception("cannot encode prediction records")
+                    self.stats.dropped("encode_failed", len(part))
+                    continue
+                add(part[0].model_name, data, len(part))
+        for p in singles:
             try:
                 data = encode_records(p)
             except Exception:
                 log.exception("cannot encode a prediction record", extra={"request_id": p.request_id})
                 self.stats.dropped("encode_failed")
                 continue
-            parts = by_model.setdefault(p.model_name, [])
-            if parts and sizes[p.model_name] + len(data) > self.max_batch_bytes:
-                self._publish(producer, p.model_name, parts, counts[p.model_name])
-                parts.clear()
-                sizes[p.model_name] = counts[p.model_name] = 0
-            parts.append(data)
-            sizes[p.model_name] = sizes.get(p.model_name, 0) + len(data)
-            counts[p.model_name] = counts.get(p.model_name, 0) + _rows(p)
+            add(p.model_name, data, _rows(p))
         for model, parts in by_model.items():
             if parts:
                 self._publish(producer, model, parts, counts[model])
-        return drained
+        return len(items)
 
     def _publish(self, producer: EventProducer, model: str, parts: list[bytes], records: int) -> None:
         header = _ld(1, uuid.uuid4().hex.encode()) + _ld(2, self.instance.encode())

@@ -77,4 +77,8 @@ def _translate(exc: grpc.RpcError, what: str) -> Exception:
     code = exc.code() if hasattr(exc, "code") else None
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(f"registry has no {what}")
-    return Unavailable(f"registry unavailable while fetching {what} ({getattr(code, 'name', 'error')})")
+    if code in (None, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return Unavailable(f"registry unavailable while fetching {what} ({getattr(code, 'name', 'error')})")
+    # The registry answered and refused (e.g. its own checksum check of the stored artifact failed).
+    details = exc.details() if hasattr(exc, "details") else ""
+    return FailedPrecondition(f"registry refused {what} ({code.name}): {details}")

@@ -161,12 +161,16 @@ class OipRest:
             status = "INTERNAL"
             with request_context(request_id):
                 log.exception("unhandled error in infer")
+            self.dataplane.log_failure(request, name, status, "rest")
             await _send_error(send, _internal(request_id), request_id)
         finally:
             if result is not None:
                 self.stats.request(
                     name, result.model.version_label, result.track, "rest", status, time.perf_counter() - started
                 )
+            elif request is not None and request.routed is not None:
+                model, track = request.routed
+                self.stats.request(name, model.version_label, track, "rest", status, time.perf_counter() - started)
             else:
                 self.stats.request(name, version, "", "rest", status, time.perf_counter() - started)
 

@@ -39,7 +39,9 @@ class InferenceSettings(ServiceSettings):
     )
     kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty turns the prediction log off")
     follow_aliases: bool = Field(True, description="Swap models on AliasChanged events (embedded mode, alias refs)")
-    log_flush_seconds: float = Field(0.05, gt=0, description="How often the prediction log is batched to Kafka")
+    log_flush_seconds: float = Field(
+        0.2, gt=0, description="How often the prediction log is batched to Kafka (each batch has a fixed cost)"
+    )
     log_max_pending: int = Field(50_000, gt=0, description="Requests waiting to be logged before drops start")
     producer_max_unacknowledged: int = Field(
         1_000, gt=0, description="Log batches sent to Kafka and not yet acknowledged before the buffer fills"

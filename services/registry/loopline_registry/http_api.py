@@ -27,42 +27,20 @@ request message's fields of the same name. The token comes from `Authorization: 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message
 
 from loopline.registry.v1 import registry_pb2 as pb
 from loopline_common.errors import InvalidArgument
+from loopline_common.http_app import json_body, json_to_message, message_to_json
 from loopline_registry.api import RegistryApi
 
 CHECKSUM_HEADER = "x-loopline-sha256"
 VERSION_HEADER = "x-loopline-version"
-
-
-def to_json(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-
-
-def _parse(data: dict[str, Any], message: Message) -> Message:
-    try:
-        return ParseDict(data, message)
-    except ParseError as exc:
-        raise InvalidArgument(f"invalid request: {exc}") from None
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    data = json.loads(raw)  # a JSONDecodeError is answered by the shared handler as INVALID_ARGUMENT
-    if not isinstance(data, dict):
-        raise InvalidArgument("the request body must be a JSON object")
-    return data
 
 
 def _query(request: Request, message: Message, *, repeated_maps: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -84,9 +62,9 @@ def _query(request: Request, message: Message, *, repeated_maps: tuple[str, ...]
 
 def add_routes(app: FastAPI, api: RegistryApi) -> None:
     async def call(method: str, message: Message, data: dict[str, Any], request: Request) -> JSONResponse:
-        parsed = _parse(data, message)
+        parsed = json_to_message(data, message)
         answer = await api.call(method, parsed, request.headers.get("authorization"))
-        return JSONResponse(to_json(answer))
+        return JSONResponse(message_to_json(answer))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> JSONResponse:
@@ -104,7 +82,7 @@ def add_routes(app: FastAPI, api: RegistryApi) -> None:
 
     @app.post("/v1/models/{model_name}/versions")
     async def register_version(model_name: str, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name}
+        data = {**await json_body(request), "model_name": model_name}
         return await call("RegisterVersion", pb.RegisterVersionRequest(), data, request)
 
     @app.get("/v1/models/{model_name}/versions/{version}")
@@ -119,7 +97,7 @@ def add_routes(app: FastAPI, api: RegistryApi) -> None:
 
     @app.put("/v1/models/{model_name}/aliases/{alias}")
     async def set_alias(model_name: str, alias: str, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name, "alias": alias}
+        data = {**await json_body(request), "model_name": model_name, "alias": alias}
         return await call("SetAlias", pb.SetAliasRequest(), data, request)
 
     @app.delete("/v1/models/{model_name}/aliases/{alias}")
@@ -129,32 +107,32 @@ def add_routes(app: FastAPI, api: RegistryApi) -> None:
 
     @app.post("/v1/models/{model_name}:evaluate")
     async def evaluate(model_name: str, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name}
+        data = {**await json_body(request), "model_name": model_name}
         return await call("EvaluatePromotion", pb.EvaluatePromotionRequest(), data, request)
 
     @app.post("/v1/models/{model_name}:promote")
     async def promote(model_name: str, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name}
+        data = {**await json_body(request), "model_name": model_name}
         return await call("Promote", pb.PromoteRequest(), data, request)
 
     @app.post("/v1/models/{model_name}:rollback")
     async def rollback(model_name: str, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name}
+        data = {**await json_body(request), "model_name": model_name}
         return await call("Rollback", pb.RollbackRequest(), data, request)
 
     @app.post("/v1/models/{model_name}/versions/{version}:archive")
     async def archive(model_name: str, version: int, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name, "version": version}
+        data = {**await json_body(request), "model_name": model_name, "version": version}
         return await call("Archive", pb.ArchiveRequest(), data, request)
 
     @app.post("/v1/models/{model_name}/versions/{version}:transition")
     async def transition(model_name: str, version: int, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name, "version": version}
+        data = {**await json_body(request), "model_name": model_name, "version": version}
         return await call("TransitionStage", pb.TransitionStageRequest(), data, request)
 
     @app.post("/v1/models/{model_name}/versions/{version}:approve")
     async def approve(model_name: str, version: int, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name, "version": version}
+        data = {**await json_body(request), "model_name": model_name, "version": version}
         return await call("ApproveVersion", pb.ApproveVersionRequest(), data, request)
 
     @app.get("/v1/models/{model_name}/versions/{version}/lineage")
@@ -166,7 +144,7 @@ def add_routes(app: FastAPI, api: RegistryApi) -> None:
     async def download(model_name: str, version: int, request: Request) -> StreamingResponse:
         data = {**_query(request, pb.DownloadArtifactRequest()), "model_name": model_name, "version": version}
         message = pb.DownloadArtifactRequest()
-        _parse(data, message)
+        json_to_message(data, message)
         started = await api.download(message, request.headers.get("authorization"))
 
         async def body() -> AsyncIterator[bytes]:
@@ -188,7 +166,7 @@ def add_routes(app: FastAPI, api: RegistryApi) -> None:
 
     @app.put("/v1/models/{model_name}/policy")
     async def set_policy(model_name: str, request: Request) -> JSONResponse:
-        data = {**await _body(request), "model_name": model_name}
+        data = {**await json_body(request), "model_name": model_name}
         return await call("SetPolicy", pb.SetPolicyRequest(), data, request)
 
     @app.get("/v1/audit")

@@ -17,6 +17,7 @@ from loopline.events.v1 import models_pb2, rollouts_pb2
 from loopline.registry.v1 import registry_pb2_grpc
 from loopline_common.grpc_server import GrpcServer
 from loopline_common.http_app import create_http_app
+from loopline_common.kafka_io import ConsumerLoop
 from loopline_common.logs import configure_logging
 from loopline_common.metrics import ServiceMetrics
 from loopline_common.readiness import Readiness
@@ -25,7 +26,6 @@ from loopline_common.topics import ensure_topics
 from loopline_registry.api import SERVICE, RegistryApi
 from loopline_registry.auth import TokenAuth, TokenConfigError
 from loopline_registry.cache import ReadCache
-from loopline_registry.consumers import QuietConsumerLoop
 from loopline_registry.core import CoreConfig, RegistryCore
 from loopline_registry.events import invalidating_handler, rollout_handler
 from loopline_registry.grpc_api import RegistryServicer
@@ -107,14 +107,14 @@ def main() -> None:
         metrics.gauge("cache_entries", "Entries in the read cache").set_function(lambda: float(len(cache)))
 
         loop = asyncio.get_running_loop()
-        consumers: list[QuietConsumerLoop[Any]] = [
-            QuietConsumerLoop(
+        consumers: list[ConsumerLoop[Any]] = [
+            ConsumerLoop(
                 bootstrap_servers=settings.kafka_bootstrap, group_id=f"loopline-registry-cache-{instance}",
                 topics=[settings.models_topic], message_type=models_pb2.ModelEvent,
                 handler=invalidating_handler(partial(_threadsafe, loop, cache.invalidate_model)),
                 metrics=metrics, client_id=f"registry-cache-{instance}",
             ),
-            QuietConsumerLoop(
+            ConsumerLoop(
                 bootstrap_servers=settings.kafka_bootstrap, group_id="loopline-registry-rollouts",
                 topics=[settings.rollouts_topic], message_type=rollouts_pb2.RolloutDecision,
                 handler=rollout_handler(store), metrics=metrics, client_id=f"registry-rollouts-{instance}",

@@ -28,9 +28,9 @@ setup: ## install everything a developer needs (idempotent; quick on a re-run)
 	@scripts/setup.sh
 
 .PHONY: run
-run: ## run the platform on this machine (the embedded stack, in the foreground; Ctrl-C stops it)
-	@[ -x $(VENV)/bin/loopline ] || scripts/setup.sh
-	$(VENV)/bin/loopline up
+run: ## set up if needed, then the closed-loop demo on a fresh stack; it stays up for exploring until Ctrl-C
+	@scripts/setup.sh
+	$(VENV)/bin/loopline demo
 
 .PHONY: up down status
 up: ## start the embedded stack in the background
@@ -41,10 +41,8 @@ status: ## health of each part of the embedded stack
 	$(VENV)/bin/loopline status
 
 .PHONY: test
-test: lint proto-check ## run every test tier that can run on this machine (lint first)
-	$(PY) -m pytest $(addprefix --ignore=tests/,$(OWN_VENVS))
-	@set -e; for s in $(OWN_VENVS); do echo ".venvs/$$s/bin/python -m pytest tests/$$s"; \
-	  .venvs/$$s/bin/python -m pytest tests/$$s; done
+test: proto-check ## lint and every test tier that can run on this machine (two lanes at once)
+	$(PY) scripts/test_tiers.py
 
 .PHONY: lint
 lint: ## ruff and mypy on service code and tests, buf lint on protos
@@ -68,9 +66,37 @@ clean: ## remove the embedded stack's state (stop it first) and caches
 
 .PHONY: bench-inference
 bench-inference: ## inference server vs stock KServe 0.21 (REST and gRPC, one core each) → bench/results/inference.json
-	@command -v wrk >/dev/null && command -v h2load >/dev/null || apt-get install -y -q wrk nghttp2-client
+	@command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(PY) bench/inference.py
+
+.PHONY: bench-features
+bench-features: ## GetOnlineFeatures vs Feast SDK and `feast serve` (writes bench/results/features.json)
+	.venvs/features/bin/python bench/features.py
+
+.PHONY: bench-drift
+bench-drift: ## drift benchmark: PSI and KS vs Evidently and scipy, consumer records/s (bench/results/drift.json)
+	$(PY) bench/drift.py
+
+.PHONY: bench-training
+bench-training: ## MLflow logging overhead of a training job, logging on vs off (writes bench/results/training.json)
+	.venvs/training/bin/python bench/training.py
 
 .PHONY: bench-registry
 bench-registry: ## registry ResolveAlias/ListVersions vs MLflow's own client (writes bench/results/registry.json)
 	$(PY) bench/registry.py
+
+.PHONY: bench-loop
+bench-loop: ## drift -> v2 promoted and bad challenger -> rolled back, short and default profiles (bench/results/loop.json)
+	$(PY) bench/loop.py
+
+.PHONY: manifests dashboards deploy-check
+manifests: ## render manifests/ (plain YAML for kubectl) from charts/loopline; a test keeps them in sync
+	$(PY) scripts/render_manifests.py
+dashboards: ## regenerate the Grafana dashboards (charts/loopline/dashboards) from scripts/dashboards.py
+	$(PY) scripts/dashboards.py
+deploy-check: ## the deployment tests only: helm, schemas, policy, promtool, images, skaffold (tests/deploy)
+	$(PY) -m pytest tests/deploy
+
+.PHONY: bench-rollout
+bench-rollout: ## rollout decision times vs their bounds N*I+I and threshold*I+I (writes bench/results/rollout.json)
+	$(PY) bench/rollout.py

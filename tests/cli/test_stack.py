@@ -18,7 +18,7 @@ from kafka import KafkaAdminClient
 
 from loopline_cli.stack import SERVICES, Ports, ServiceSpec, Stack, group_members
 from loopline_common.topics import TOPICS
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, free_port_offset
 
 LOOPLINE = str(Path(sys.executable).parent / "loopline")
 HAS_PROMETHEUS = shutil.which("prometheus") is not None
@@ -26,19 +26,7 @@ HAS_PROMETHEUS = shutil.which("prometheus") is not None
 
 def _offset() -> int:
     """A port offset whose kafka/mlflow/prometheus ports are all free right now."""
-    for _ in range(50):
-        offset = free_port() % 20000 + 20000 - 9092
-        ports = [p + offset for p in (Ports.kafka, Ports.mlflow, Ports.prometheus)]
-        if all(_free(p) for p in ports) and max(ports) < 65535:
-            return offset
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
+    return free_port_offset([Ports.kafka, Ports.mlflow, Ports.prometheus], low=20000, span=20000)
 
 
 def _loopline(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -123,8 +111,10 @@ def test_detached_stack_up_status_kill_and_down(tmp_path: Path) -> None:
 
 def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     home = tmp_path / "fg"
-    proc = subprocess.Popen(
-        [LOOPLINE, "up", "--home", str(home), "--port-offset", str(_offset())],
+    refused = _loopline("up", "--only", "kafka,nonesuch", home=home)
+    assert refused.returncode == 1 and "unknown component(s): nonesuch" in refused.stderr
+    proc = subprocess.Popen(  # a part of the stack (--only) is enough to show the foreground life cycle
+        [LOOPLINE, "up", "--home", str(home), "--port-offset", str(_offset()), "--only", "kafka,mlflow,registry"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
     )
     assert proc.stdout is not None
@@ -134,12 +124,13 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         if "Press Ctrl-C" in line:
             break
     assert any("Press Ctrl-C" in line for line in lines), "".join(lines)
+    assert [c["name"] for c in _status(home)[1]["components"]] == ["kafka", "mlflow", "registry"]
     groups = _recorded_groups(home)
     assert all(group_members(pgid, since=since) for pgid, since in groups)
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, rest
-    assert "stopped:" in rest
+    assert "stopped: registry, mlflow, kafka" in rest
     assert _nothing_left(groups)
 
 
@@ -153,10 +144,11 @@ def test_stack_runs_services_and_checks_both_transports(tmp_path: Path) -> None:
         http_port=free_port() - offset, grpc_port=free_port() - offset,
         env=lambda addresses: {"LOOPLINE_PROBE_READY_FILE": str(ready_file), "PYTHONPATH": str(REPO)},
     )
-    stack = Stack(home=tmp_path / "svc", ports=Ports(offset=offset), services=[probe])
+    stack = Stack(home=tmp_path / "svc", ports=Ports(offset=offset), services=[probe],
+                  only=["kafka", "probe", "prometheus"])
     try:
         components = stack.up(timeout=90)
-        assert [c.name for c in components][:3] == ["kafka", "mlflow", "probe"]
+        assert [c.name for c in components][:2] == ["kafka", "probe"]
         rows = {r["name"]: r for r in stack.status()}
         assert rows["probe"]["state"] == "healthy"
         assert "SERVING" in str(rows["probe"]["detail"])
@@ -180,7 +172,7 @@ def test_a_component_that_cannot_start_fails_up_and_leaves_nothing(tmp_path: Pat
         name="broken", module="loopline_no_such_module", http_port=free_port() - offset,
         grpc_port=free_port() - offset,
     )
-    stack = Stack(home=tmp_path / "broken", ports=Ports(offset=offset), services=[broken], prometheus=False)
+    stack = Stack(home=tmp_path / "broken", ports=Ports(offset=offset), services=[broken], only=["kafka", "broken"])
     with pytest.raises(Exception, match="broken exited during start-up"):
         stack.up(timeout=90)
     assert not (tmp_path / "broken" / "stack.json").exists()

@@ -11,15 +11,21 @@ from pathlib import Path
 
 import click
 
+from loopline_cli.demo import demo
+from loopline_cli.drift import drift
 from loopline_cli.models import models
+from loopline_cli.rollout import rollout
 from loopline_cli.stack import Ports, Stack, StackError, component_status
+from loopline_cli.train import train
 
 DEFAULT_HOME = ".loopline"
 
 
-def _stack(home: str, port_offset: int, kafka_port: int, mlflow_port: int, prometheus_port: int) -> Stack:
+def _stack(home: str, port_offset: int, kafka_port: int, mlflow_port: int, prometheus_port: int,
+           only: str | None = None) -> Stack:
     ports = Ports(kafka=kafka_port, mlflow=mlflow_port, prometheus=prometheus_port, offset=port_offset)
-    return Stack(home=Path(home), ports=ports)
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    return Stack(home=Path(home), ports=ports, only=names)
 
 
 home_option = click.option(
@@ -42,14 +48,18 @@ def cli() -> None:
 @click.option("--kafka-port", default=Ports.kafka, show_default=True, help="Kafka-wire broker port.")
 @click.option("--mlflow-port", default=Ports.mlflow, show_default=True, help="MLflow server port.")
 @click.option("--prometheus-port", default=Ports.prometheus, show_default=True, help="Prometheus port.")
-@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for each stage's health.")
+@click.option("--timeout", default=180.0, show_default=True,
+              help="Seconds to wait for each stage's health (a first start on a slow machine imports a lot).")
+@click.option("--only", default=None, metavar="NAMES",
+              help="Start only these components, comma-separated (e.g. kafka,mlflow,registry to run another "
+                   "service from your editor); name what they need, nothing is added.")
 def up(
     home: str, detach: bool, port_offset: int, kafka_port: int, mlflow_port: int, prometheus_port: int,
-    timeout: float,
+    timeout: float, only: str | None,
 ) -> None:
     """Start the embedded stack on 127.0.0.1 and wait until every part is healthy."""
-    stack = _stack(home, port_offset, kafka_port, mlflow_port, prometheus_port)
     try:
+        stack = _stack(home, port_offset, kafka_port, mlflow_port, prometheus_port, only)
         components = stack.up(timeout=timeout, progress=lambda line: click.echo(f"  {line}"))
     except StackError as exc:
         click.echo(f"loopline up failed:\n{exc}", err=True)
@@ -107,7 +117,11 @@ def down(home: str) -> None:
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
+cli.add_command(drift)
+cli.add_command(demo)
+cli.add_command(train)
 cli.add_command(models)
+cli.add_command(rollout)
 
 
 def main() -> None:

@@ -25,13 +25,13 @@ from typing import Any, TypeVar
 import click
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from loopline_sdk import RegistryClient
 
 from loopline.registry.v1 import registry_pb2 as pb
-from loopline.registry.v1 import registry_pb2_grpc as pb_grpc
 from loopline_cli.stack import Stack
 from loopline_cli.tokens import local_token
 from loopline_common.errors import LooplineError
-from loopline_common.grpc_client import ServiceClient, error_from_rpc
+from loopline_common.grpc_client import error_from_rpc
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,9 +57,10 @@ class _Registry:
         target = registry or os.environ.get("LOOPLINE_REGISTRY_TARGET") or self._stack_target()
         secret = token or os.environ.get("LOOPLINE_TOKEN") or local_token(self.home)
         self.metadata = (("authorization", f"Bearer {secret}"),) if secret else ()
-        self.client = ServiceClient(service="registry", target=target, token=secret, timeout=timeout,
-                                    max_message_bytes=16 * 1024 * 1024)
-        self.stub = pb_grpc.RegistryServiceStub(self.client.channel)  # type: ignore[no-untyped-call]
+        # The SDK's registry client: its deadline, token, request id and retry policy (reads only).
+        self.sdk = RegistryClient(target, token=secret, timeout=timeout, max_message_bytes=16 * 1024 * 1024)
+        self.client = self.sdk.client
+        self.stub = self.sdk.stub
 
     def _stack_target(self) -> str:
         for component in Stack(home=self.home).load():
@@ -70,7 +71,7 @@ class _Registry:
         )
 
     def __call__(self, method: str, request: Message, *, read: bool = False) -> Any:
-        return self.client.call(getattr(self.stub, method), request, idempotent=read)
+        return self.sdk._read(method, request) if read else self.sdk._write(method, request)
 
 
 def _fail(exc: LooplineError) -> None:

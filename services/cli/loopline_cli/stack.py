@@ -26,7 +26,7 @@ from typing import TypedDict
 import psutil
 
 from loopline_cli import health
-from loopline_cli.tokens import ensure_local_tokens
+from loopline_cli.tokens import ensure_local_tokens, local_token
 from loopline_common.topics import ensure_topics
 
 STATE_FILE = "stack.json"
@@ -59,6 +59,18 @@ class ServiceSpec:
     env: Callable[[dict[str, str]], dict[str, str]] = field(default=lambda addresses: {})
 
 
+def _monitoring_env(addresses: dict[str, str]) -> dict[str, str]:
+    env = {
+        "LOOPLINE_MONITORING_KAFKA_BOOTSTRAP": addresses["kafka"],
+        "LOOPLINE_MONITORING_STATE_DIR": str(Path(addresses["home"]) / "monitoring"),
+    }
+    if "registry_grpc" in addresses:  # reference profiles come from the registry when the stack runs one
+        env["LOOPLINE_MONITORING_REGISTRY_TARGET"] = addresses["registry_grpc"]
+        if "features_grpc" in addresses:  # the skew check needs both
+            env["LOOPLINE_MONITORING_FEATURES_TARGET"] = addresses["features_grpc"]
+    return env
+
+
 # Every Loopline service the embedded stack runs, in start order. Each service issue adds its entry.
 def _inference_env(addresses: dict[str, str]) -> dict[str, str]:
     # The demo model, from the registry's aliases; until training registers one the server is up but
@@ -66,6 +78,8 @@ def _inference_env(addresses: dict[str, str]) -> dict[str, str]:
     env = {
         "LOOPLINE_INFERENCE_MODEL_NAME": "fraud",
         "LOOPLINE_INFERENCE_MODEL": "fraud@champion",
+        # The rollout controller canaries whatever holds the challenger alias; inference serves it beside.
+        "LOOPLINE_INFERENCE_CHALLENGER": "fraud@challenger",
         "LOOPLINE_INFERENCE_KAFKA_BOOTSTRAP": addresses["kafka"],
         "LOOPLINE_INFERENCE_READY_WITHOUT_MODEL": "true",
     }
@@ -73,6 +87,38 @@ def _inference_env(addresses: dict[str, str]) -> dict[str, str]:
         env["LOOPLINE_INFERENCE_REGISTRY_ADDRESS"] = addresses["registry_grpc"]
     if "features_grpc" in addresses:
         env["LOOPLINE_INFERENCE_FEATURES_ADDRESS"] = addresses["features_grpc"]
+    return env
+
+
+def _features_env(addresses: dict[str, str]) -> dict[str, str]:
+    # The feature repo of this checkout; the Feast data (registry, SQLite online store, parquet history,
+    # stream state) in the stack's home; raw events from the stack's broker.
+    return {
+        "LOOPLINE_FEATURES_REPO_DIR": str(_find_repo() / "feature_repo"),
+        "LOOPLINE_FEATURES_DATA_DIR": str(Path(addresses["home"]) / "features"),
+        "LOOPLINE_FEATURES_ENVIRONMENT": "embedded",
+        "LOOPLINE_FEATURES_KAFKA_BOOTSTRAP": addresses["kafka"],
+    }
+
+
+def _training_env(addresses: dict[str, str]) -> dict[str, str]:
+    # Job store and each job's folder (spec, log, progress, result) in the stack's home; jobs are local
+    # processes that register through the stack's registry with its local trainer token.
+    home = Path(addresses["home"]) / "training"
+    env = {
+        "LOOPLINE_TRAINING_STORE_URL": f"sqlite:///{home / 'training.db'}",
+        "LOOPLINE_TRAINING_WORK_DIR": str(home / "jobs"),
+        "LOOPLINE_TRAINING_KAFKA_BOOTSTRAP": addresses["kafka"],
+        "LOOPLINE_TRAINING_MLFLOW_URI": addresses["mlflow"],
+    }
+    if "registry_grpc" in addresses:
+        env["LOOPLINE_TRAINING_REGISTRY_TARGET"] = addresses["registry_grpc"]
+        ensure_local_tokens(Path(addresses["home"]))
+        token = local_token(Path(addresses["home"]), "trainer")
+        if token and not os.environ.get("LOOPLINE_TRAINING_REGISTRY_TOKEN"):
+            env["LOOPLINE_TRAINING_REGISTRY_TOKEN"] = token
+    if "features_grpc" in addresses:
+        env["LOOPLINE_TRAINING_FEATURES_TARGET"] = addresses["features_grpc"]
     return env
 
 
@@ -89,11 +135,45 @@ def _registry_env(addresses: dict[str, str]) -> dict[str, str]:
     }
 
 
+def _rollout_env(addresses: dict[str, str]) -> dict[str, str]:
+    # Rollout state in SQLite in the stack's home; the registry's local releaser token to move aliases, and
+    # the same token file to authenticate operators' pause/resume/abort/promote; checks from monitoring,
+    # weights on inference (the embedded actuator).
+    home = Path(addresses["home"])
+    env = {
+        "LOOPLINE_ROLLOUT_KAFKA_BOOTSTRAP": addresses["kafka"],
+        "LOOPLINE_ROLLOUT_STORE_URL": f"sqlite:///{home / 'rollout' / 'rollout.db'}",
+        "LOOPLINE_ROLLOUT_GITOPS_WORK_DIR": str(home / "rollout" / "gitops"),
+        "LOOPLINE_ROLLOUT_TOKENS_FILE": str(ensure_local_tokens(home)),
+    }
+    # The stack's own addresses; without them (a partial stack), the default ports on this machine.
+    for service, variable, port in (("registry", "REGISTRY_TARGET", 9083), ("monitoring", "MONITORING_TARGET", 9086),
+                                    ("inference", "INFERENCE_TARGET", 8081)):
+        env[f"LOOPLINE_ROLLOUT_{variable}"] = addresses.get(f"{service}_grpc", f"127.0.0.1:{port}")
+    token = local_token(home, "releaser")
+    if token and not os.environ.get("LOOPLINE_ROLLOUT_REGISTRY_TOKEN"):
+        env["LOOPLINE_ROLLOUT_REGISTRY_TOKEN"] = token
+    return env
+
+
 SERVICES: tuple[ServiceSpec, ...] = (
     # First with features: inference, monitoring, training and rollout call it.
     ServiceSpec(name="registry", module="loopline_registry", http_port=8083, grpc_port=9083, env=_registry_env),
+    # First: inference and monitoring call it. Its own environment holds feast.
+    ServiceSpec(
+        name="features", module="loopline_features", http_port=8082, grpc_port=9082, venv=".venvs/features",
+        env=_features_env,
+    ),
+    ServiceSpec(name="monitoring", module="loopline_monitoring", http_port=8086, grpc_port=9086, env=_monitoring_env),
     # KServe's ports: HTTP 8080, gRPC 8081.
     ServiceSpec(name="inference", module="loopline_inference", http_port=8080, grpc_port=8081, env=_inference_env),
+    # Its own environment holds torch; jobs run as its child processes (python -m loopline_training.job).
+    ServiceSpec(
+        name="training", module="loopline_training", http_port=8085, grpc_port=9085, venv=".venvs/training",
+        env=_training_env,
+    ),
+    # Last: it drives inference and reads monitoring; registry events start its rollouts.
+    ServiceSpec(name="rollout", module="loopline_rollout", http_port=8087, grpc_port=9087, env=_rollout_env),
 )
 
 
@@ -173,13 +253,29 @@ class Stack:
         services: Iterable[ServiceSpec] = SERVICES,
         repo: Path | None = None,
         prometheus: bool | None = None,
+        env: dict[str, str] | None = None,
+        only: Iterable[str] | None = None,
     ) -> None:
         self.home = home.resolve()
+        # A subset of components to start (e.g. kafka and mlflow for a service run from an IDE); the
+        # caller names what the chosen services need. None: everything.
+        self.only = set(only) if only is not None else None
+        services = list(services)
+        known = {"kafka", "mlflow", "prometheus", *(spec.name for spec in services)}
+        unknown = sorted((self.only or set()) - known)
+        if unknown:
+            raise StackError(f"unknown component(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        # Extra settings for every service, laid over each one's own (e.g. a demo profile's short windows).
+        self.extra_env = dict(env or {})
         self.ports = ports
-        self.services = list(services)
+        self.services = [spec for spec in services if self._wanted(spec.name)]
         self.repo = repo or _find_repo()
-        self.prometheus_binary = shutil.which("prometheus") if prometheus is not False else None
+        wanted = prometheus is not False and self._wanted("prometheus")
+        self.prometheus_binary = shutil.which("prometheus") if wanted else None
         self.state_path = self.home / STATE_FILE
+
+    def _wanted(self, name: str) -> bool:
+        return self.only is None or name in self.only
 
     # ---- state -----------------------------------------------------------------------------------
     def load(self) -> list[Component]:
@@ -233,7 +329,7 @@ class Stack:
             urls={"ui": f"http://127.0.0.1:{mlflow_port}"},
         )
         mlflow_env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        return [(kafka, {}), (mlflow, mlflow_env)]
+        return [(c, env) for c, env in [(kafka, {}), (mlflow, mlflow_env)] if self._wanted(c.name)]
 
     def _service(self, spec: ServiceSpec) -> tuple[Component, dict[str, str]]:
         python = sys.executable
@@ -247,6 +343,7 @@ class Stack:
             f"{prefix}GRPC_PORT": str(grpc_port),
             **spec.env(self.addresses()),
         }
+        env.update({k: v for k, v in self.extra_env.items() if k.startswith(prefix)})
         component = Component(
             name=spec.name,
             argv=[python, "-m", spec.module],
@@ -325,7 +422,7 @@ class Stack:
         if problems:
             raise StackError("\n".join(problems))
 
-    def up(self, *, timeout: float = 90.0, progress: Callable[[str], None] = lambda _: None) -> list[Component]:
+    def up(self, *, timeout: float = 180.0, progress: Callable[[str], None] = lambda _: None) -> list[Component]:
         """Start everything and wait for health; on failure stop what started and raise StackError."""
         running = [c for c in self.load() if _process(c) is not None]
         if running:
@@ -347,7 +444,7 @@ class Stack:
                     started.append(component)
                     self._save(started)
                 self._wait_healthy([c for c, _ in stage], timeout)
-                if stage is stages[0]:
+                if stage is stages[0] and self._wanted("kafka"):
                     created = ensure_topics(self.addresses()["kafka"])
                     progress(f"created {len(created)} Kafka topics" if created else "Kafka topics exist")
             if self.prometheus_binary:

@@ -15,9 +15,10 @@ FEATURES = [f"f{i}" for i in range(8)]
 
 
 def lightgbm_model(path: Path, *, n_features: int = 8, trees: int = 100, seed: int = 0,
-                   feature_names: list[str] | None = None, entity_keys: list[str] | None = None) -> Path:
+                   feature_names: list[str] | None = None, entity_keys: list[str] | None = None,
+                   preprocessing: dict[str, object] | None = None) -> Path:
     """A binary LightGBM classifier as ONNX: input `input` FP32 [-1, n], outputs `label` INT64 [-1] and
-    `probabilities` FP32 [-1, 2]."""
+    `probabilities` FP32 [-1, 2]. `preprocessing` is written as training writes it (loopline.preprocessing)."""
     import lightgbm
     from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
     from skl2onnx import convert_sklearn, update_registered_converter
@@ -39,6 +40,9 @@ def lightgbm_model(path: Path, *, n_features: int = 8, trees: int = 100, seed: i
     )
     names = feature_names or [f"f{i}" for i in range(n_features)]
     _props(onx, names, entity_keys)
+    if preprocessing is not None:
+        entry = onx.metadata_props.add()
+        entry.key, entry.value = "loopline.preprocessing", json.dumps(preprocessing)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(onx.SerializeToString())
     return path

@@ -22,7 +22,7 @@ import tritonclient.grpc as tgrpc
 from tritonclient.utils import InferenceServerException
 
 from loopline.features.v1 import features_pb2, features_pb2_grpc
-from tests.helpers import REPO, RunningProcess, start_process
+from tests.helpers import REPO, RunningProcess, free_port, start_process
 from tests.inference import models
 from tests.inference.conftest import Server, start_server
 
@@ -34,6 +34,9 @@ STORED = ["merchant_risk_7d:merchant_amount_mean_7d", "customer_profile:credit_l
 # Plus a 1-hour window: in two days of history most customers' last hour is older than its 1 h TTL.
 WITH_1H = [*STORED, "customer_txn_1h:txn_count_1h"]
 UNKNOWN = "C999999"
+# A text feature first (the model leans on its first input): served as a label, fed as its vocabulary code.
+REGION = "customer_profile:home_region"
+WITH_TEXT = [REGION, *STORED]
 
 
 @dataclass
@@ -196,3 +199,86 @@ def test_reject_policy_refuses_missing_features_and_serves_complete_rows(
     assert "missing or expired" in (grpc_refused.value.message() or "")
     # The server is still up and serving.
     assert httpx.get(f"{rejecting.server.base}/v2/health/ready").status_code == 200
+
+
+def test_text_features_are_fed_as_their_training_codes(features: Features,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A categorical feature is fed as training encoded it (its label's index in the vocabulary shipped in
+    the model's preprocessing metadata; a label not in it is the unknown code, not a missing value)."""
+    truth = lookup(features, WITH_TEXT, features.active)
+    labels = [str(value) for value, _ in truth[REGION]]
+    assert all(s == features_pb2.FEATURE_STATUS_PRESENT for _, s in truth[REGION])
+    # The first row's label is left out of the vocabulary: it must be fed as the unknown code (-1).
+    vocabulary = sorted({"aaa-first", *labels} - {labels[0]})
+    codes = [float(vocabulary.index(label)) if label in vocabulary else -1.0 for label in labels]
+    preprocessing = {"input": "input", "dtype": "float32", "features": [
+        {"name": REGION, "kind": "categorical", "vocabulary": vocabulary, "unknown": -1.0},
+        *({"name": name, "kind": "numeric", "missing": "NaN"} for name in STORED)]}
+    folder = tmp_path_factory.mktemp("enrich-text")
+    onnx = models.lightgbm_model(folder / "model.onnx", n_features=len(WITH_TEXT), trees=10,
+                                 feature_names=WITH_TEXT, entity_keys=KEYS, preprocessing=preprocessing).read_bytes()
+    matrix = np.array([[codes[i], *(float(truth[name][i][0]) for name in STORED)]
+                       for i in range(len(features.active))], dtype=np.float32)
+    want = score(onnx, matrix)
+    # Fed as NaN (what a text value became before), the scores differ: the test can tell the two apart.
+    as_missing = matrix.copy()
+    as_missing[:, 0] = np.nan
+    assert not np.allclose(score(onnx, as_missing), want)
+    server = start_server(model_name="fraud", model=str(folder), features_address=features.grpc,
+                          features_timeout_seconds="30", missing_features="reject")
+    try:
+        reply = httpx.post(f"{server.base}/v2/models/fraud/infer", json=entity_body(features.active), timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert "loopline_defaulted_rows" not in reply.json()["parameters"]
+        data = next(o for o in reply.json()["outputs"] if o["name"] == "probabilities")["data"]
+        np.testing.assert_allclose(np.array(data).reshape(-1, 2), want, rtol=1e-5)
+        np.testing.assert_allclose(grpc_infer(server, "fraud", features.active).as_numpy("probabilities"), want,
+                                   rtol=1e-5)
+    finally:
+        server.proc.stop()
+
+
+def test_each_track_is_fed_its_own_features(features: Features, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A request is routed before its features are fetched: a challenger with other features than the
+    champion's is fed its own (in live traffic and in shadow), and a failure on the way is its track's."""
+    champion_dir, challenger_dir = tmp_path_factory.mktemp("own-champion"), tmp_path_factory.mktemp("own-challenger")
+    model_file(champion_dir, WITH_1H)
+    challenger = model_file(challenger_dir, STORED[::-1])  # fewer features, in another order
+    truth = lookup(features, STORED, features.active)
+    matrix = np.array([[float(truth[name][i][0]) for name in STORED[::-1]] for i in range(len(features.active))],
+                      dtype=np.float32)
+    want = score(challenger, matrix)
+    server = start_server(model_name="fraud", model=str(champion_dir), challenger=str(challenger_dir),
+                          challenger_weight="1.0", features_address=features.grpc, features_timeout_seconds="30")
+    try:
+        reply = httpx.post(f"{server.base}/v2/models/fraud/infer", json=entity_body(features.active), timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["parameters"]["track"] == "challenger"
+        data = next(o for o in reply.json()["outputs"] if o["name"] == "probabilities")["data"]
+        np.testing.assert_allclose(np.array(data).reshape(-1, 2), want, rtol=1e-5)
+    finally:
+        server.proc.stop()
+
+    # With nothing listening where the features service should be, the request fails on the way, and the
+    # failure is the challenger's (the track it was routed to), not a track-less one.
+    broken = start_server(model_name="fraud", model=str(champion_dir), challenger=str(challenger_dir),
+                          challenger_weight="1.0", features_address=f"127.0.0.1:{free_port()}",
+                          features_timeout_seconds="2")
+    try:
+        reply = httpx.post(f"{broken.base}/v2/models/fraud/infer", json=entity_body(features.active), timeout=30)
+        assert reply.status_code == 503, reply.text
+        assert track_metric(broken, track="challenger", status="UNAVAILABLE") == 1
+        assert track_metric(broken, track="", status="UNAVAILABLE") == 0
+    finally:
+        broken.proc.stop()
+
+
+def track_metric(server: Server, **labels: str) -> float:
+    """loopline_inference_predict_requests_total summed over the series with these labels."""
+    text = httpx.get(f"{server.base}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("loopline_inference_predict_requests_total{") and all(
+                f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from loopline_inference.cpu import cpu_limit
 from loopline_inference.enrichment import FeatureCell, build_input
 from loopline_inference.loader import ModelRef, parse_ref
-from loopline_inference.model import load_model
+from loopline_inference.model import Categorical, _categorical, load_model
 from loopline_inference.predlog import Prediction, encode_records
 from loopline_inference.tensors import Tensor
 
@@ -75,3 +76,16 @@ def test_missing_feature_policy(tmp_path: Path) -> None:
     assert defaulted == 2 and matrix[0, 1] == -1.0 and np.isnan(matrix[1, 2]) and matrix.dtype == np.float32
     with pytest.raises(InvalidArgument, match="f1"):
         build_input(model, rows, policy="reject")
+    # A missing categorical feature is fed as training fed it: the unknown code, not NaN.
+    model.categorical = {"f2": Categorical(codes={"a": 0.0}, unknown=-1.0)}
+    matrix, defaulted = build_input(model, rows, policy="default")
+    assert defaulted == 2 and np.isnan(matrix[0, 1]) and matrix[1, 2] == -1.0
+
+
+def test_preprocessing_metadata_gives_categorical_codes() -> None:
+    parsed = _categorical(json.dumps({"features": [
+        {"name": "region", "kind": "categorical", "vocabulary": ["east", "north"], "unknown": -1.0},
+        {"name": "amount", "kind": "numeric", "missing": "NaN"}]}))
+    assert set(parsed) == {"region"}
+    assert (parsed["region"].code("north"), parsed["region"].code("mars")) == (1.0, -1.0)
+    assert _categorical("not json") == {} and _categorical(None) == {}

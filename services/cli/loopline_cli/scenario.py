@@ -108,8 +108,9 @@ class Profile:
         }
 
     def drift_policy(self) -> dict[str, Any]:
-        # home_region is a text feature, which inference's enrichment serves as its default (it builds the
-        # input from numbers and booleans only): a known training-serving difference, left out of the decision.
+        # home_region is a text feature: inference feeds the model its vocabulary code (as training did) and
+        # the prediction log carries that code, while the reference profile holds the labels, so monitoring
+        # cannot compare the two yet: left out of the decision (a known gap, in docs/monitoring.md).
         return {"default": {"window_records": self.window_records, "window_seconds": self.window_seconds,
                             "min_window_records": self.min_window_records, "window_lateness_seconds": 2.0,
                             "alpha": self.alpha, "cooldown_seconds": 3600.0,
@@ -798,6 +799,10 @@ class Scenario:
         if self.traffic is not None:
             self.counts["answered"] = float(sum(s.ok for s in self.traffic.samples))
             self.counts["failed"] = float(sum(not s.ok for s in self.traffic.samples))
+            # What the clients were told when a request failed, by protocol and status code.
+            for (protocol, code), n in collections.Counter(
+                    (s.protocol, s.code) for s in self.traffic.samples if not s.ok).items():
+                self.counts[f"failed:{protocol}:{code}"] = float(n)
 
     def check(self) -> None:
         self.step("checking the outcomes")

@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from loopline_common.errors import InvalidArgument, LooplineError, NotFound, NotImplementedYet, Unavailable
+from loopline_common.errors import (
+    SERVER_FAULTS,
+    InvalidArgument,
+    LooplineError,
+    NotFound,
+    NotImplementedYet,
+    Unavailable,
+)
 from loopline_inference.enrichment import OnlineFeatures, build_input, entity_rows
 from loopline_inference.model import OnnxModel
 from loopline_inference.predlog import Prediction, PredictionLog
@@ -67,6 +74,8 @@ class DataPlane:
         self.prediction_log = prediction_log
         self.features = features
         self.missing_feature_policy = missing_feature_policy
+        self._fault_said: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- health and metadata -----------------------------------------------------------------------
     def ready(self) -> bool:
@@ -120,16 +129,19 @@ class DataPlane:
         parameters: dict[str, Any] = {}
         rows = entity_rows(champion, inputs) if champion.entity_keys else None
         key = request.id or None
-        if rows is not None:
-            inputs, entities, defaulted = await self._enrich(champion, rows)
-            key = next(iter(entities[0].values()), None) if entities else key
-            if defaulted:
-                parameters["loopline_defaulted_rows"] = defaulted
+        if rows:
+            key = str(next(iter(rows[0].values()), key))
+        # Routed before enrichment: the routed model's own features are fetched, and a failure on the way
+        # (the features service timing out, say) is the routed track's, not nobody's.
         if request.model_version:
             model, track = tracks.by_version(request.model_version)
         else:
             model, track = tracks.pick(key)
         request.routed = (model, track)
+        if rows is not None:
+            inputs, entities, defaulted = await self._enrich(model, rows)
+            if defaulted:
+                parameters["loopline_defaulted_rows"] = defaulted
         feed = model.validate(inputs)
         outputs = model.run(feed, request.outputs)
         rows_n = _rows(outputs)
@@ -142,8 +154,23 @@ class DataPlane:
             ))
         shadow = tracks.shadow_model()
         if shadow is not None and not request.model_version:
-            asyncio.get_running_loop().call_soon(self._shadow, shadow, inputs, request, entities)
+            if rows is not None and not _same_input(shadow, model):  # its own features, fetched afterwards
+                task = asyncio.get_running_loop().create_task(self._shadow_enriched(shadow, rows, request))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                asyncio.get_running_loop().call_soon(self._shadow, shadow, inputs, request, entities)
         return InferResult(model, track, outputs, parameters)
+
+    async def _shadow_enriched(self, model: OnnxModel, rows: list[dict[str, Any]], request: InferRequest) -> None:
+        started = time.perf_counter()
+        try:
+            inputs, entities, _ = await self._enrich(model, rows)
+        except LooplineError as exc:
+            log.warning("shadow enrichment failed: %s", exc.message)
+            self._shadow_failed(model, request, exc.code.value, started)
+            return
+        self._shadow(model, inputs, request, entities)
 
     def _shadow(
         self, model: OnnxModel, inputs: list[Tensor], request: InferRequest, entities: list[dict[str, str]] | None
@@ -199,13 +226,25 @@ class DataPlane:
         entities = [{k: str(v) for k, v in row.items()} for row in rows]
         return [Tensor(model.inputs[0].name, model.inputs[0].datatype, matrix)], entities, defaulted
 
-    def log_failure(self, request: InferRequest | None, model_name: str, code: str, protocol: str) -> None:
-        """Errors are logged too, without inputs or outputs."""
+    def log_failure(
+        self, request: InferRequest | None, model_name: str, code: str, protocol: str, detail: str = ""
+    ) -> None:
+        """Errors are logged too, without inputs or outputs. A failure of the server's own making (not a
+        client's bad request) is also written to the service log, at most once a second per code."""
+        routed = request.routed if request else None
+        if code in SERVER_FAULTS:
+            now = time.monotonic()
+            if now - self._fault_said.get(code, -1e9) >= 1.0:
+                self._fault_said[code] = now
+                log.warning(
+                    "infer failed: %s: %s", code, detail or "(no detail)",
+                    extra={"model": model_name, "track": routed[1] if routed else "", "protocol": protocol,
+                           "request_id": (request.id or request.request_id) if request else ""},
+                )
         if not self.prediction_log.enabled or model_name not in self.models:
             return
         # Attributed to the track the request was routed to; before routing (e.g. a malformed request) to
         # the champion's version with no track.
-        routed = request.routed if request else None
         champion = self.models[model_name].champion
         version = routed[0].version if routed else (champion.version if champion else 0)
         self.prediction_log.add(
@@ -217,6 +256,12 @@ class DataPlane:
                 inputs=None, feature_names=(), outputs=None,
             )
         )
+
+
+def _same_input(a: OnnxModel, b: OnnxModel) -> bool:
+    """Whether an input enriched for `b` is also `a`'s (same features, encoding and input type)."""
+    return (a.feature_names == b.feature_names and a.categorical == b.categorical
+            and [i.datatype for i in a.inputs] == [i.datatype for i in b.inputs])
 
 
 def _rows(outputs: list[Tensor]) -> int:

@@ -3,9 +3,12 @@ built from the features service's online features, in the model's feature order.
 
 `OnlineFeatures` is the small adapter over the features service's gRPC API (GetOnlineFeatures);
 `build_input` is the transport- and service-neutral core: rows of (value, status) to the model's input
-matrix, applying the missing-feature policy: "default" fills the model's default value and flags the
-row (counted, and reported back in the response parameter `loopline_defaulted_rows`), "reject" refuses
-the request with INVALID_ARGUMENT (HTTP 400) naming the first missing feature and the entity row.
+matrix. A categorical feature (one with a vocabulary in the model's preprocessing metadata) is fed as its
+label's code, as training encoded it; a label the vocabulary does not hold is a present value with the
+unknown code. The missing-feature policy: "default" fills the model's default value (a categorical's
+unknown code) and flags the row (counted, and reported back in the response parameter
+`loopline_defaulted_rows`), "reject" refuses the request with INVALID_ARGUMENT (HTTP 400) naming the first
+missing feature and the entity row.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from loopline.common.v1 import types_pb2
 from loopline.features.v1 import features_pb2, features_pb2_grpc
 from loopline_common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from loopline_inference.model import OnnxModel
+from loopline_inference.model import Categorical, OnnxModel
 from loopline_inference.tensors import DTYPES, Tensor
 
 FEATURE_SERVICE_KEY = "loopline.feature_service"
@@ -71,7 +74,8 @@ def build_input(
     names = model.feature_names
     matrix = np.empty((len(rows), len(names)), dtype=DTYPES[spec.datatype])
     defaulted = 0
-    fallback = defaults or {}
+    # A missing categorical is fed as training fed it: the unknown code.
+    fallback = {name: c.unknown for name, c in model.categorical.items()} | (defaults or {})
     for i, row in enumerate(rows):
         flagged = False
         for j, cell in enumerate(row):
@@ -97,6 +101,21 @@ def _value(proto: types_pb2.Value) -> float | None:
         return float(proto.int64_value)
     if kind == "bool_value":
         return 1.0 if proto.bool_value else 0.0
+    return None
+
+
+def _code(proto: types_pb2.Value, kind: Categorical) -> float | None:
+    """A categorical value's code; None (missing) when the value is empty. Numbers and booleans are
+    labelled as training labelled them (`str()` of the value)."""
+    which = proto.WhichOneof("kind")
+    if which == "string_value":
+        return kind.code(proto.string_value)
+    if which == "int64_value":
+        return kind.code(str(proto.int64_value))
+    if which == "bool_value":
+        return kind.code(str(proto.bool_value))
+    if which == "double_value":
+        return kind.code(str(proto.double_value))
     return None
 
 
@@ -143,12 +162,14 @@ class OnlineFeatures:
                 raise InvalidArgument(f"features service refused the entities: {exc.details()}") from None
             raise Unavailable(f"features service unavailable ({exc.code().name})") from None
         columns = _column_index(list(response.feature_names), model.feature_names)
+        categorical = [model.categorical.get(name) for name in model.feature_names]
         out = []
         for vector in response.results:
             cells = []
-            for j in columns:
+            for j, kind in zip(columns, categorical, strict=True):
                 fv = vector.values[j]
-                cells.append(FeatureCell(_value(fv.value), fv.status != PRESENT))
+                value = _value(fv.value) if kind is None else _code(fv.value, kind)
+                cells.append(FeatureCell(value, fv.status != PRESENT))
             out.append(cells)
         return out
 

@@ -181,7 +181,7 @@ class OipServicer:
             return response
         except LooplineError as exc:
             status = exc.code.value
-            self.dataplane.log_failure(infer, name, status, "grpc")
+            self.dataplane.log_failure(infer, name, status, "grpc", exc.message)
             raise
         except Exception:
             self.dataplane.log_failure(infer, name, status, "grpc")  # INTERNAL

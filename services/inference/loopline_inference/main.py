@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field
 
 from loopline.inference.v1 import inference_pb2, inference_pb2_grpc
+from loopline_common.errors import NotFound
 from loopline_common.grpc_server import GrpcServer
 from loopline_common.http_app import create_http_app
 from loopline_common.kafka_io import EventProducer
@@ -181,6 +182,7 @@ class InferenceService:
 
     async def _load_all(self) -> None:
         for track, ref in self.refs.items():
+            said = ""
             while True:
                 try:
                     local = track == CHALLENGER and self.tracks.cluster_track is None and not ref.from_registry
@@ -188,7 +190,13 @@ class InferenceService:
                     model = await asyncio.to_thread(self.loader.load, ref, version=local_version)
                     break
                 except Exception as exc:  # registry not up yet, file not there yet: keep trying, stay unready
-                    log.error("cannot load the %s model from %s: %s", track, ref.describe(), exc)
+                    # Said once per distinct reason, not every retry. An alias that does not exist yet (no
+                    # challenger before the first rollout) is a normal state, not an error.
+                    text = f"cannot load the {track} model from {ref.describe()}: {exc}"
+                    if text != said:
+                        level = logging.INFO if isinstance(exc, NotFound) else logging.WARNING
+                        log.log(level, "%s (retrying every 2 s)", text, extra={"track": track})
+                        said = text
                     await asyncio.sleep(2.0)
             self.swap(track, model)
         s = self.settings

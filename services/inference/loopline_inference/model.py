@@ -22,6 +22,20 @@ log = logging.getLogger(__name__)
 FEATURE_NAMES_KEY = "loopline.feature_names"
 ENTITY_KEYS_KEY = "loopline.entity_keys"
 SCORE_OUTPUT_KEY = "loopline.score_output"
+# The input encoding training used (training's `FeatureEncoding.to_json`): each categorical feature's
+# vocabulary, whose value's index is the model's input, and the code of a value not in it or missing.
+PREPROCESSING_KEY = "loopline.preprocessing"
+
+
+@dataclass(frozen=True, slots=True)
+class Categorical:
+    """A categorical input: label -> code, and the code of an unknown or missing label."""
+
+    codes: dict[str, float]
+    unknown: float
+
+    def code(self, label: str) -> float:
+        return self.codes.get(label, self.unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,8 @@ class OnnxModel:
     metadata: dict[str, str] = field(default_factory=dict)
     # (output index, column) of the prediction score, or None when no output looks like one.
     score: tuple[int, int] | None = None
+    # Categorical features by name (from the preprocessing metadata); every other feature is a number.
+    categorical: dict[str, Categorical] = field(default_factory=dict)
 
     @property
     def version_label(self) -> str:
@@ -216,6 +232,7 @@ def load_model(
         entity_keys=tuple(_json_list(meta.get(ENTITY_KEYS_KEY))),
         score_output=meta.get(SCORE_OUTPUT_KEY),
         metadata=dict(meta),
+        categorical=_categorical(meta.get(PREPROCESSING_KEY)),
     )
     model.score = _score_column(model)
     if warm_up:
@@ -243,6 +260,27 @@ def _score_column(model: OnnxModel) -> tuple[int, int] | None:
         if len(spec.shape) == 1 or (len(spec.shape) == 2 and spec.shape[1] == 1):
             return i, 0
     return None
+
+
+def _categorical(text: str | None) -> dict[str, Categorical]:
+    """The categorical features of a preprocessing description; {} when there is none or it is unreadable
+    (the model is then fed numbers only, as before)."""
+    if not text:
+        return {}
+    try:
+        spec = json.loads(text)
+        out = {}
+        for feature in spec.get("features", []):
+            if feature.get("kind") == "categorical":
+                vocabulary = [str(v) for v in feature.get("vocabulary", [])]
+                out[str(feature["name"])] = Categorical(
+                    codes={label: float(i) for i, label in enumerate(vocabulary)},
+                    unknown=float(feature.get("unknown", -1.0)),
+                )
+        return out
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("unreadable %s metadata: categorical features will be fed as missing", PREPROCESSING_KEY)
+        return {}
 
 
 def _json_list(text: str | None) -> list[str]:

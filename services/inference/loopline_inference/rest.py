@@ -155,7 +155,7 @@ class OipRest:
             await _send(send, 200, payload, request_id, headers)
         except LooplineError as exc:
             status = exc.code.value
-            self.dataplane.log_failure(request, name, status, "rest")
+            self.dataplane.log_failure(request, name, status, "rest", exc.message)
             await _send_error(send, exc, request_id)
         except Exception:
             status = "INTERNAL"

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from loopline.events.v1 import drift_pb2, meta_pb2, predictions_pb2
 from loopline.monitoring.v1 import monitoring_pb2
 from loopline.profiles.v1 import profile_pb2
-from loopline_common.errors import ErrorCode, LooplineError, NotFound
+from loopline_common.errors import SERVER_FAULTS, ErrorCode, LooplineError, NotFound
 from loopline_common.kafka_io import PoisonMessage
 from loopline_common.logs import current_request_id
 from loopline_monitoring import canary, drift, skew, wire
@@ -345,10 +345,11 @@ class MonitoringCore:
                 group = groups[(model, version, track)] = _Group(profile=get_profile(model, version))
             ts = r.time
             seconds, nanos = ts.seconds, ts.nanos
-            ok = r.status in OK_STATUS
+            status = r.status
+            ok = status in OK_STATUS
             group.request_ids.append(rid)
             group.times.append(seconds + nanos * 1e-9 if (seconds or nanos) else fallback_time)
-            group.ok.append(ok)
+            group.ok.append(status not in SERVER_FAULTS)  # a client's bad request is not the version's error
             group.latency.append(r.latency_us)
             profile = group.profile
             if profile is not None:

@@ -85,6 +85,19 @@ def test_dockerfile_is_multistage_slim_nonroot_and_holds_only_its_service(servic
         assert re.search(r"(?m)^torch==[\d.]+\+cpu$", lock), "torch pinned to a CPU build"
 
 
+@pytest.mark.parametrize("service", [s for s in IMAGES if s != "inference"])  # inference: KServe's runtime
+def test_dockerfile_ports_are_the_charts(service: str) -> None:
+    """The image's default ports (ENV and EXPOSE) are the ones the chart's Deployment and Service use."""
+    template = (REPO / "charts" / "loopline" / "templates" / f"{service}.yaml").read_text()
+    chart = re.search(rf'"component" "{service}" "httpPort" (\d+) "grpcPort" (\d+)', template)
+    assert chart, f"the chart's {service}.yaml names no httpPort/grpcPort"
+    d = _dockerfile(service)
+    env, prefix = d.env(), f"LOOPLINE_{service.upper()}_"
+    assert (env.get(f"{prefix}HTTP_PORT"), env.get(f"{prefix}GRPC_PORT")) == chart.groups()
+    exposed = set(re.findall(r"(?m)^EXPOSE (.+)$", d.final)[-1].split())
+    assert exposed == set(chart.groups())
+
+
 # ---- install and start -----------------------------------------------------------------------------
 def _run(*args: str, timeout: float = 300) -> None:
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)

@@ -67,7 +67,6 @@ def batches(
     prefix: str | None = None,
     latency_us: int = 2_000,
     error_every: int = 0,
-    client_error_every: int = 0,
 ) -> Iterator[predictions_pb2.PredictionLogBatch]:
     """`n` records of generated traffic in batches, request ids unique per call (or from `prefix`)."""
     rng = np.random.default_rng(seed)
@@ -87,8 +86,6 @@ def batches(
             record.features[CATEGORICAL[0]].string_value = categories[i]
             if error_every and i % error_every == 0:
                 record.status = "INTERNAL"
-            elif client_error_every and i % client_error_every == 1:
-                record.status = "INVALID_ARGUMENT"  # a client's bad request: no answer, but no server fault
             else:
                 record.outputs[OUTPUT] = float(score[i])
         yield batch

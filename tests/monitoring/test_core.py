@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from loopline_monitoring import skew, wire
 from loopline_monitoring.core import MonitoringCore, ProfileCache, WindowKey
 from loopline_monitoring.policy import DriftPolicy, Policies
+from loopline_monitoring.profiles import OTHER
 from loopline_monitoring.store import Store
 from loopline_monitoring.telemetry import MonitoringMetrics
 
@@ -220,3 +221,35 @@ def test_skew_sampling_is_deterministic_in_the_request_id() -> None:
     assert chosen == [i for i in ids if skew.sampled(i, 0.05)]
     assert 0.04 < len(chosen) / len(ids) < 0.06
     assert not skew.sampled("x", 0.0) and skew.sampled("x", 1.0)
+
+
+def test_a_text_feature_fed_as_its_code_is_read_as_its_label(tmp_path: Path) -> None:
+    """Inference feeds a text feature to the model as its vocabulary code and logs that number; the profile
+    carries the model's input vocabulary, so monitoring reads the code back as the label."""
+    core = make_core(tmp_path)
+    vocabulary = sorted(data.CATEGORIES)
+    profile = data.reference_profile(MODEL, 2)
+    for feature in profile.features:
+        if feature.name == data.CATEGORICAL[0]:
+            feature.categorical.input_vocabulary.extend(vocabulary)
+    core.profiles.put(MODEL, 2, profile)
+    batches = list(data.batches(model=MODEL, version=2, n=400, prefix="codes"))
+    labels = []
+    for batch in batches:
+        for record in batch.records:
+            value = record.features[data.CATEGORICAL[0]]
+            labels.append(value.string_value)
+            value.double_value = float(vocabulary.index(value.string_value))  # as inference logs it
+    feed(core, batches)
+    window = core.drift_windows(model_name=MODEL, version=2, track=KEY.track, page_size=1).windows[0]
+    histogram = next(h for h in window.histograms if h.feature == data.CATEGORICAL[0])
+    current = dict(zip(histogram.categories, histogram.current, strict=True))
+    assert current[OTHER] == 0.0 and histogram.missing == 0
+    for label in set(labels):
+        assert current[label] == pytest.approx(labels.count(label) / len(labels))
+    score = next(s.drift for s in window.scores if s.drift.feature == data.CATEGORICAL[0] and s.deciding)
+    assert not score.drifted
+    # Without the vocabulary the same number is read as the label "0", "1", ... (none of the profile's).
+    part = batches[0].records[0].features[data.CATEGORICAL[0]].SerializeToString()
+    assert wire.decode_label(part) == str(vocabulary.index(labels[0]))
+    assert wire.decode_label(part, vocabulary) == labels[0]

@@ -182,6 +182,8 @@ def test_job_trains_evaluates_exports_and_registers(
         vocabularies={f["name"]: f["vocabulary"] for f in preprocessing["features"] if f["kind"] == "categorical"},
     )
     assert encoding.vocabularies["merchant_category"] == sorted(synthetic.CATEGORIES)
+    # The profile carries the same vocabulary, so monitoring can read a logged code back as its label.
+    assert list(category.categorical.input_vocabulary) == encoding.vocabularies["merchant_category"]
     frame = pd.read_parquet(dataset[0]).tail(200)
     session = onnxruntime.InferenceSession(files["model"], providers=["CPUExecutionProvider"])
     metadata = session.get_modelmeta().custom_metadata_map

@@ -108,13 +108,9 @@ class Profile:
         }
 
     def drift_policy(self) -> dict[str, Any]:
-        # home_region is a text feature: inference feeds the model its vocabulary code (as training did) and
-        # the prediction log carries that code, while the reference profile holds the labels, so monitoring
-        # cannot compare the two yet: left out of the decision (a known gap, in docs/monitoring.md).
         return {"default": {"window_records": self.window_records, "window_seconds": self.window_seconds,
                             "min_window_records": self.min_window_records, "window_lateness_seconds": 2.0,
-                            "alpha": self.alpha, "cooldown_seconds": 3600.0,
-                            "features": {"home_region": {"ignore": True}}}}
+                            "alpha": self.alpha, "cooldown_seconds": 3600.0}}
 
     def rollout_policy(self) -> dict[str, Any]:
         return {"default": {

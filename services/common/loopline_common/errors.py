@@ -55,9 +55,8 @@ STATUS_TABLE: dict[ErrorCode, Status] = {
     ErrorCode.INTERNAL: Status(500, grpc.StatusCode.INTERNAL),
 }
 
-# Failures of the server's (or a dependency's) making, the HTTP 5xx class: what a canary's error rate counts.
-# A client's bad request (INVALID_ARGUMENT, NOT_FOUND, ...) is not the serving version's error, as in Flagger's
-# request-success-rate, which counts non-5xx responses as successes.
+# Failures of the server's (or a dependency's) making, the HTTP 5xx class (services log these; a client's
+# bad request is answered, not logged).
 SERVER_FAULTS: frozenset[str] = frozenset(code.value for code, status in STATUS_TABLE.items() if status.http >= 500)
 
 # The binary trailing-metadata key under which gRPC errors carry a serialized ErrorDetail.

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from loopline.events.v1 import drift_pb2, meta_pb2, predictions_pb2
 from loopline.monitoring.v1 import monitoring_pb2
 from loopline.profiles.v1 import profile_pb2
-from loopline_common.errors import SERVER_FAULTS, ErrorCode, LooplineError, NotFound
+from loopline_common.errors import ErrorCode, LooplineError, NotFound
 from loopline_common.kafka_io import PoisonMessage
 from loopline_common.logs import current_request_id
 from loopline_monitoring import canary, drift, skew, wire
@@ -345,11 +345,10 @@ class MonitoringCore:
                 group = groups[(model, version, track)] = _Group(profile=get_profile(model, version))
             ts = r.time
             seconds, nanos = ts.seconds, ts.nanos
-            status = r.status
-            ok = status in OK_STATUS
+            ok = r.status in OK_STATUS
             group.request_ids.append(rid)
             group.times.append(seconds + nanos * 1e-9 if (seconds or nanos) else fallback_time)
-            group.ok.append(status not in SERVER_FAULTS)  # a client's bad request is not the version's error
+            group.ok.append(ok)
             group.latency.append(r.latency_us)
             profile = group.profile
             if profile is not None:
@@ -751,7 +750,7 @@ def _decode_frame(g: _Group, times: npt.NDArray[np.float64], prediction: npt.NDA
                 continue
             code = by_bytes.get(part)
             if code is None:
-                label = wire.decode_label(part)
+                label = wire.decode_label(part, feature.vocabulary)
                 code = -1 if label is None else code_of.get(label, other)
                 if len(by_bytes) < 10_000:  # serialized values repeat: remember each one's code
                     by_bytes[part] = code
@@ -767,7 +766,7 @@ def _sample(record: Any, profile: PreparedProfile, fallback_time: float) -> dict
     for name, number in zip(profile.numeric_names, numbers.tolist(), strict=True):
         served[name] = None if math.isnan(number) else number
     for feature in profile.categorical:
-        served[feature.name] = wire.decode_label(features.get(feature.name))
+        served[feature.name] = wire.decode_label(features.get(feature.name), feature.vocabulary)
     ts = record.time
     return {
         "request_id": record.request_id,

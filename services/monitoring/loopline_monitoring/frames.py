@@ -120,6 +120,4 @@ class CanaryFrame(_Columnar):
     version: npt.NDArray[np.int64]
     prediction: npt.NDArray[np.float64]
     latency_us: npt.NDArray[np.int64]
-    # False for a failure of the server's making (loopline_common.errors.SERVER_FAULTS, the 5xx class); a
-    # client's bad request is not the version's error. Failed records have no prediction (NaN) either way.
     ok: npt.NDArray[np.bool_]

@@ -48,6 +48,8 @@ class PreparedFeature:
     categories: list[str] = field(default_factory=list)
     reference_counts: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     code_of: dict[str, int] = field(default_factory=dict)
+    # the model's input vocabulary (a value logged as the number k is the label vocabulary[k]); may be empty
+    vocabulary: tuple[str, ...] = ()
     # serialized loopline.common.v1.Value -> code, filled as live values are seen (they repeat)
     code_of_bytes: dict[bytes, int] = field(default_factory=dict)
     # numeric with few values: the distinct values, for coding live values
@@ -97,7 +99,7 @@ def _prepare(feature: profile_pb2.FeatureProfile) -> PreparedFeature:
         return PreparedFeature(
             name=feature.name, kind=CATEGORICAL, treat_as=CATEGORICAL, categories=[*categories, OTHER],
             reference_counts=shares / max(shares.sum(), 1e-300) * rows,
-            code_of={c: i for i, c in enumerate(categories)},
+            code_of={c: i for i, c in enumerate(categories)}, vocabulary=tuple(cat.input_vocabulary),
         )
     num = feature.numeric
     sample = stats.SortedSample(np.asarray(num.sample, dtype=np.float64))

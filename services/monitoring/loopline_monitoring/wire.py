@@ -96,9 +96,15 @@ def _varints(buffer: npt.NDArray[np.uint8], begin: npt.NDArray[np.int64], end: n
     return value.view(np.int64).astype(np.float64)
 
 
-def decode_label(part: bytes | None) -> str | None:
-    """A serialized `Value` as a category label: strings as they are, numbers and booleans as text."""
+def decode_label(part: bytes | None, vocabulary: Sequence[str] = ()) -> str | None:
+    """A serialized `Value` as a category label: strings as they are, numbers and booleans as text. With the
+    model's input `vocabulary`, a number is a code: the label at that index (a negative code is missing)."""
     if not part:
+        return None
+    if vocabulary and part[0] == DOUBLE_TAG and len(part) == 9:
+        code = float(np.frombuffer(part, dtype="<f8", count=1, offset=1)[0])
+        if code.is_integer() and 0 <= code < len(vocabulary):
+            return vocabulary[int(code)]
         return None
     if part[0] == STRING_TAG and len(part) > 1 and part[1] < 0x80:  # the common case: a short string
         return part[2 : 2 + part[1]].decode(errors="replace")

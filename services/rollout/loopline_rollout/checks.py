@@ -17,14 +17,11 @@ import httpx
 
 from loopline.events.v1 import predictions_pb2, rollouts_pb2
 from loopline.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
-from loopline_common.errors import SERVER_FAULTS, LooplineError
+from loopline_common.errors import LooplineError
 from loopline_common.grpc_client import ServiceClient
 from loopline_rollout.policy import CheckSpec
 
 log = logging.getLogger(__name__)
-
-# The error rate counts failures of the server's making only (the 5xx class), as Flagger's success rate does.
-FAULTS_RE = "|".join(sorted(SERVER_FAULTS))
 
 PASS, FAIL, NOT_ENOUGH = "pass", "fail", "not_enough_data"
 OUTCOMES = {
@@ -173,9 +170,9 @@ class MonitoringSource:
         tracks = {t.track: t for t in canary.tracks}
         mine = tracks.get(track)
         if check.type == "error-rate":
-            # A request that failed before it was routed is logged without a track by inference; such
-            # failures count against the challenger (conservative: a canary that breaks requests is rolled
-            # back, never promoted). Monitoring counts only the server's failures (SERVER_FAULTS) as errors.
+            # Every failed request of the track counts, whatever its status. One that failed before inference
+            # routed it has no track; such failures count against the challenger (conservative: a canary
+            # that breaks requests is rolled back, never promoted).
             unattributed = tracks.get(predictions_pb2.TRACK_UNSPECIFIED)
             errors = (mine.errors if mine else 0) + (unattributed.errors if unattributed else 0)
             total = (mine.count if mine else 0) + (unattributed.count if unattributed else 0)
@@ -254,7 +251,7 @@ class PrometheusSource:
         if check.type == "error-rate":
             metric = "loopline_inference_predict_requests_total"
             served = f'{metric}{{model="{m}",track=~"challenger|"}}'
-            failed = f'{metric}{{model="{m}",track=~"challenger|",status=~"{FAULTS_RE}"}}'
+            failed = f'{metric}{{model="{m}",track=~"challenger|",status!="ok"}}'
             total, errors = await asyncio.gather(
                 p.scalar(f"sum(increase({served}[{w}]))"), p.scalar(f"sum(increase({failed}[{w}]))"),
             )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"loopline/profiles/v1/profile.proto\x12\x14loopline.profiles.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x01\n\x0eNumericProfile\x12\x11\n\tbin_edges\x18\x01 \x03(\x01\x12\x15\n\rbin_fractions\x18\x02 \x03(\x01\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x0c\n\x04mean\x18\x05 \x01(\x01\x12\x0b\n\x03std\x18\x06 \x01(\x01\x12\x0e\n\x06sample\x18\x07 \x03(\x01\x12\x14\n\x0csample_limit\x18\x08 \x01(\x03\"\xb0\x01\n\x12\x43\x61tegoricalProfile\x12N\n\x0b\x66requencies\x18\x01 \x03(\x0b\x32\x39.loopline.profiles.v1.CategoricalProfile.FrequenciesEntry\x12\x16\n\x0eother_fraction\x18\x02 \x01(\x01\x1a\x32\n\x10\x46requenciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf2\x01\n\x0e\x46\x65\x61tureProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x04kind\x18\x02 \x01(\x0e\x32!.loopline.profiles.v1.FeatureKind\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0f\n\x07missing\x18\x04 \x01(\x03\x12\x37\n\x07numeric\x18\x05 \x01(\x0b\x32$.loopline.profiles.v1.NumericProfileH\x00\x12?\n\x0b\x63\x61tegorical\x18\x06 \x01(\x0b\x32(.loopline.profiles.v1.CategoricalProfileH\x00\x42\x07\n\x05stats\"\x8d\x02\n\x10ReferenceProfile\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x19\n\x11training_set_hash\x18\x03 \x01(\t\x12\x11\n\trow_count\x18\x04 \x01(\x03\x12\x36\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32$.loopline.profiles.v1.FeatureProfile\x12\x38\n\nprediction\x18\x06 \x01(\x0b\x32$.loopline.profiles.v1.FeatureProfile\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*c\n\x0b\x46\x65\x61tureKind\x12\x1c\n\x18\x46\x45\x41TURE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x41TURE_KIND_NUMERIC\x10\x01\x12\x1c\n\x18\x46\x45\x41TURE_KIND_CATEGORICAL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"loopline/profiles/v1/profile.proto\x12\x14loopline.profiles.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x01\n\x0eNumericProfile\x12\x11\n\tbin_edges\x18\x01 \x03(\x01\x12\x15\n\rbin_fractions\x18\x02 \x03(\x01\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x0c\n\x04mean\x18\x05 \x01(\x01\x12\x0b\n\x03std\x18\x06 \x01(\x01\x12\x0e\n\x06sample\x18\x07 \x03(\x01\x12\x14\n\x0csample_limit\x18\x08 \x01(\x03\"\xca\x01\n\x12\x43\x61tegoricalProfile\x12N\n\x0b\x66requencies\x18\x01 \x03(\x0b\x32\x39.loopline.profiles.v1.CategoricalProfile.FrequenciesEntry\x12\x16\n\x0eother_fraction\x18\x02 \x01(\x01\x12\x18\n\x10input_vocabulary\x18\x03 \x03(\t\x1a\x32\n\x10\x46requenciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf2\x01\n\x0e\x46\x65\x61tureProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x04kind\x18\x02 \x01(\x0e\x32!.loopline.profiles.v1.FeatureKind\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12\x0f\n\x07missing\x18\x04 \x01(\x03\x12\x37\n\x07numeric\x18\x05 \x01(\x0b\x32$.loopline.profiles.v1.NumericProfileH\x00\x12?\n\x0b\x63\x61tegorical\x18\x06 \x01(\x0b\x32(.loopline.profiles.v1.CategoricalProfileH\x00\x42\x07\n\x05stats\"\x8d\x02\n\x10ReferenceProfile\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x19\n\x11training_set_hash\x18\x03 \x01(\t\x12\x11\n\trow_count\x18\x04 \x01(\x03\x12\x36\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32$.loopline.profiles.v1.FeatureProfile\x12\x38\n\nprediction\x18\x06 \x01(\x0b\x32$.loopline.profiles.v1.FeatureProfile\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*c\n\x0b\x46\x65\x61tureKind\x12\x1c\n\x18\x46\x45\x41TURE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x41TURE_KIND_NUMERIC\x10\x01\x12\x1c\n\x18\x46\x45\x41TURE_KIND_CATEGORICAL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CATEGORICALPROFILE_FREQUENCIESENTRY']._loaded_options = None
   _globals['_CATEGORICALPROFILE_FREQUENCIESENTRY']._serialized_options = b'8\001'
-  _globals['_FEATUREKIND']._serialized_start=941
-  _globals['_FEATUREKIND']._serialized_end=1040
+  _globals['_FEATUREKIND']._serialized_start=967
+  _globals['_FEATUREKIND']._serialized_end=1066
   _globals['_NUMERICPROFILE']._serialized_start=94
   _globals['_NUMERICPROFILE']._serialized_end=243
   _globals['_CATEGORICALPROFILE']._serialized_start=246
-  _globals['_CATEGORICALPROFILE']._serialized_end=422
-  _globals['_CATEGORICALPROFILE_FREQUENCIESENTRY']._serialized_start=372
-  _globals['_CATEGORICALPROFILE_FREQUENCIESENTRY']._serialized_end=422
-  _globals['_FEATUREPROFILE']._serialized_start=425
-  _globals['_FEATUREPROFILE']._serialized_end=667
-  _globals['_REFERENCEPROFILE']._serialized_start=670
-  _globals['_REFERENCEPROFILE']._serialized_end=939
+  _globals['_CATEGORICALPROFILE']._serialized_end=448
+  _globals['_CATEGORICALPROFILE_FREQUENCIESENTRY']._serialized_start=398
+  _globals['_CATEGORICALPROFILE_FREQUENCIESENTRY']._serialized_end=448
+  _globals['_FEATUREPROFILE']._serialized_start=451
+  _globals['_FEATUREPROFILE']._serialized_end=693
+  _globals['_REFERENCEPROFILE']._serialized_start=696
+  _globals['_REFERENCEPROFILE']._serialized_end=965
 # @@protoc_insertion_point(module_scope)

@@ -40,7 +40,7 @@ class NumericProfile(_message.Message):
     def __init__(self, bin_edges: _Optional[_Iterable[float]] = ..., bin_fractions: _Optional[_Iterable[float]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., sample: _Optional[_Iterable[float]] = ..., sample_limit: _Optional[int] = ...) -> None: ...
 
 class CategoricalProfile(_message.Message):
-    __slots__ = ("frequencies", "other_fraction")
+    __slots__ = ("frequencies", "other_fraction", "input_vocabulary")
     class FrequenciesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,9 +50,11 @@ class CategoricalProfile(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     FREQUENCIES_FIELD_NUMBER: _ClassVar[int]
     OTHER_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_VOCABULARY_FIELD_NUMBER: _ClassVar[int]
     frequencies: _containers.ScalarMap[str, float]
     other_fraction: float
-    def __init__(self, frequencies: _Optional[_Mapping[str, float]] = ..., other_fraction: _Optional[float] = ...) -> None: ...
+    input_vocabulary: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, frequencies: _Optional[_Mapping[str, float]] = ..., other_fraction: _Optional[float] = ..., input_vocabulary: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeatureProfile(_message.Message):
     __slots__ = ("name", "kind", "count", "missing", "numeric", "categorical")

@@ -58,7 +58,9 @@ def numeric_profile(name: str, values: np.ndarray, *, seed: int) -> profile_pb2.
                                       missing=int(values.size - present.size), numeric=numeric)
 
 
-def categorical_profile(name: str, column: pd.Series) -> profile_pb2.FeatureProfile:
+def categorical_profile(
+    name: str, column: pd.Series, vocabulary: list[str] | None = None
+) -> profile_pb2.FeatureProfile:
     present = column.dropna().astype(str)
     counts = present.value_counts()
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]
@@ -67,7 +69,8 @@ def categorical_profile(name: str, column: pd.Series) -> profile_pb2.FeatureProf
     return profile_pb2.FeatureProfile(
         name=name, kind=profile_pb2.FEATURE_KIND_CATEGORICAL, count=len(column), missing=len(column) - len(present),
         categorical=profile_pb2.CategoricalProfile(frequencies=frequencies,
-                                                   other_fraction=max(0.0, 1.0 - sum(frequencies.values()))),
+                                                   other_fraction=max(0.0, 1.0 - sum(frequencies.values())),
+                                                   input_vocabulary=vocabulary or []),
     )
 
 
@@ -78,7 +81,7 @@ def build_profile(
     features = []
     for i, name in enumerate(encoding.features):
         if name in encoding.vocabularies:
-            features.append(categorical_profile(name, reference[name]))
+            features.append(categorical_profile(name, reference[name], encoding.vocabularies[name]))
         else:
             values = pd.to_numeric(reference[name], errors="coerce").astype(np.float64).to_numpy()
             features.append(numeric_profile(name, values, seed=seed + i))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -79,6 +80,9 @@ async def serve(
             await asyncio.sleep(settings.readiness_interval_seconds)
 
     health_task = asyncio.create_task(keep_health_fresh())
+    # What start-up made (modules, settings, clients) lives as long as the process: frozen, the cyclic
+    # collector no longer walks it on each full collection (a pause of tens of milliseconds otherwise).
+    gc.freeze()
     log.info(
         "serving",
         extra={"http_port": http_port, "grpc_port": grpc_port, "host": settings.host, "event": "serving"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 from typing import Any
@@ -203,6 +204,7 @@ class InferenceService:
         if s.mode == "embedded" and CHALLENGER in self.refs and (s.challenger_weight or s.shadow):
             self.tracks.set_weights(challenger_weight=s.challenger_weight, shadow=s.shadow)
             self._publish_weights(s.model_name)
+        gc.freeze()  # the loaded sessions live as long as the process (see loopline_common.runner.serve)
         log.info("models ready", extra={"event": "models_ready", "tracks": list(self.refs)})
 
     async def on_start(self) -> None:

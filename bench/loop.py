@@ -29,7 +29,18 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "loop.json"
-OFFSETS = {"short": 31000, "default": 32000}
+sys.path.insert(0, str(REPO))  # tests.helpers: free ports
+
+
+def _port_offset() -> int:
+    """A port offset where the broker, MLflow, Prometheus and every service's two ports are free now (fixed
+    offsets landed in the ephemeral range and collided with other work's ports)."""
+    from loopline_cli.stack import SERVICES, Ports
+    from tests.helpers import free_port_offset
+
+    bases = [Ports.kafka, Ports.mlflow, Ports.prometheus]
+    bases += [p for s in SERVICES for p in (s.http_port, s.grpc_port)]
+    return free_port_offset(bases, low=20000, span=10000)
 
 
 def _job_seconds(scenario: Any, trigger: str) -> float:
@@ -46,7 +57,7 @@ def run_profile(name: str) -> tuple[list[dict[str, Any]], bool]:
 
     profile = PROFILES[name]
     base = Path(tempfile.mkdtemp(prefix=f"bench-loop-{name}-"))
-    scenario = Scenario(profile=profile, home=base / "demo", port_offset=OFFSETS[name], reports=base / "reports",
+    scenario = Scenario(profile=profile, home=base / "demo", port_offset=_port_offset(), reports=base / "reports",
                         echo=lambda line: print(f"  [{name}] {line}", flush=True))
     try:
         result = scenario.run()

@@ -44,6 +44,9 @@ class Features:
     grpc: str
     # (customer, merchant) of the latest transactions: every stored feature of theirs is present.
     active: list[tuple[str, str]]
+    # (customer, merchant) of a customer whose newest transaction is over two hours old: its 1-hour window
+    # has expired whatever the time of day the history ends at.
+    stale: tuple[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,10 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Features]:
             features_pb2_grpc.FeaturesServiceStub(channel).Materialize(request, timeout=120)
         txns = pd.read_parquet(data / "offline" / "transactions.parquet").sort_values("event_timestamp")
         active = list(dict.fromkeys(zip(txns["customer_id"], txns["merchant_id"], strict=True)))[-3:]
-        yield Features(target, active)
+        newest = txns.groupby("customer_id").tail(1)
+        old = newest[newest["event_timestamp"] < pd.Timestamp(datetime.now(UTC) - timedelta(hours=2))]
+        assert len(old), "the generated history has no customer idle for two hours"
+        yield Features(target, active, (str(old["customer_id"].iloc[0]), str(old["merchant_id"].iloc[0])))
     finally:
         proc.stop()
 
@@ -149,7 +155,7 @@ def rejecting(features: Features, tmp_path_factory: pytest.TempPathFactory) -> I
 def test_entities_are_enriched_in_model_order_and_gaps_defaulted_and_flagged(
     features: Features, defaulting: Served
 ) -> None:
-    rows = [*features.active, (UNKNOWN, features.active[0][1])]
+    rows = [*features.active, features.stale, (UNKNOWN, features.active[0][1])]
     truth = lookup(features, WITH_1H, rows)
     statuses = {s for cells in truth.values() for _, s in cells}
     # The data holds all three cases: present, expired (1 h TTL) and not found (unknown customer).

@@ -94,7 +94,9 @@ def test_a_good_challenger_is_promoted(stack: Stack) -> None:
     assert (metric(text, "loopline_rollout_steps_total", model=stack.model) or 0) >= 2
     assert (metric(text, "loopline_rollout_analysis_checks_total", model=stack.model, check="prediction-psi",
                    result="pass") or 0) >= 1
-    assert (metric(text, "loopline_rollout_last_decision_timestamp_seconds", model=stack.model) or 0) > 0
+    # The time of the last decision is the promotion's own event time.
+    assert metric(text, "loopline_rollout_last_decision_timestamp_seconds", model=stack.model) == pytest.approx(
+        final.meta.occurred_at.ToNanoseconds() / 1e9, abs=1e-6)
 
 
 @pytest.mark.parametrize(("kind", "check"), [("degraded", "prediction-psi"), ("broken", "error-rate")])

@@ -135,7 +135,7 @@ class Controller:
         self.telemetry.observe(row)
         if decision is not None:
             name = _name(decision.decision)
-            self.telemetry.decided(row, name, self.clock())
+            self.telemetry.decided(row, name, _occurred(decision))
             log.info("rollout %s of %s v%s: %s at step %s (%s%%): %s", row.rollout_id[:8], row.model_name,
                      row.candidate_version, name, row.step, row.weight, decision.reason,
                      extra={"event": "decision", "decision": name, "rollout_id": row.rollout_id,
@@ -191,7 +191,7 @@ class Controller:
         decision = self._decision(row, D.DECISION_STARTED, actor=actor, reason=text)
         await self._db(self.store.create, row, (decision.meta.event_id, decision.SerializeToString()))
         self.telemetry.observe(row)
-        self.telemetry.decided(row, "started", self.clock())
+        self.telemetry.decided(row, "started", _occurred(decision))
         log.info("rollout %s of %s v%s started by %s", row.rollout_id[:8], model, candidate, actor,
                  extra={"event": "decision", "decision": "started", "rollout_id": row.rollout_id, "model": model})
         self.wake_relay()
@@ -526,3 +526,8 @@ class Controller:
             raise NotFound(f"no rollout {'with id ' + rollout_id if rollout_id else 'of ' + repr(model)}")
         payloads = await self._db(self.store.decisions_of, row.rollout_id)
         return row, [D.RolloutDecision.FromString(p) for p in payloads]
+
+
+def _occurred(decision: rollouts_pb2.RolloutDecision) -> float:
+    """When the decision was made (its event's time), seconds since the epoch: what the metrics report."""
+    return decision.meta.occurred_at.ToNanoseconds() / 1e9

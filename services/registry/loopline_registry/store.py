@@ -19,36 +19,31 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Engine,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     and_,
-    create_engine,
-    event,
     func,
     insert,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
+
+from loopline_common.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -205,43 +200,8 @@ def _audit_record(row: Any) -> AuditRecord:
     )
 
 
-class Store:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
-        if self.dialect == "sqlite":
-            database = make_url(url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            # Bounded: connecting, waiting for a pooled connection, and each statement.
-            self.engine = create_engine(
-                url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=10,
-                connect_args={"connect_timeout": 10, "options": "-c statement_timeout=15000"},
-            )
-
-    def create_schema(self, *, timeout: float = 30.0) -> None:
-        """Create the tables that do not exist; retries while the database is not reachable yet."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                metadata.create_all(self.engine)
-                return
-            except Exception as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                log.warning("store not reachable yet: %s", type(exc).__name__)
-                time.sleep(1.0)
-
-    def ping(self) -> bool:
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-
-    def close(self) -> None:
-        self.engine.dispose()
+class Store(SqlStore):
+    metadata = metadata  # this module's tables
 
     # ---- changes (the outbox) --------------------------------------------------------------------
     def add_intents(self, items: Sequence[Change]) -> None:
@@ -434,10 +394,3 @@ def _audit_row(change: Change) -> dict[str, Any]:
         "source_event_id": None, "change_id": change.id,
     }
 
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")  # a committed change survives a crash of the machine too
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Engine,
     Float,
     Integer,
     LargeBinary,
@@ -30,17 +27,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     insert,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from loopline_common.errors import AlreadyExists, Conflict
+from loopline_common.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -159,41 +153,8 @@ class RolloutRow:
         return cls(**data)
 
 
-class Store:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
-        if self.dialect == "sqlite":
-            database = make_url(url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = create_engine(
-                url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=10,
-                connect_args={"connect_timeout": 10, "options": "-c statement_timeout=15000"},
-            )
-
-    def create_schema(self, *, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                metadata.create_all(self.engine)
-                return
-            except Exception as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                log.warning("store not reachable yet: %s", type(exc).__name__)
-                time.sleep(1.0)
-
-    def ping(self) -> bool:
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-
-    def close(self) -> None:
-        self.engine.dispose()
+class Store(SqlStore):
+    metadata = metadata  # this module's tables
 
     # ---- rollouts --------------------------------------------------------------------------------
     def create(self, row: RolloutRow, decision: tuple[str, bytes]) -> None:
@@ -288,10 +249,3 @@ class Store:
         with self.engine.connect() as conn:
             return len(conn.execute(select(decisions.c.seq).where(decisions.c.sent_at.is_(None))).all())
 
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()

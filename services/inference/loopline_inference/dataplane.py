@@ -154,7 +154,7 @@ class DataPlane:
             ))
         shadow = tracks.shadow_model()
         if shadow is not None and not request.model_version:
-            if rows is not None and not _same_input(shadow, model):  # its own features, fetched afterwards
+            if rows is not None and shadow.input_signature != model.input_signature:  # it needs its own features
                 task = asyncio.get_running_loop().create_task(self._shadow_enriched(shadow, rows, request))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -256,12 +256,6 @@ class DataPlane:
                 inputs=None, feature_names=(), outputs=None,
             )
         )
-
-
-def _same_input(a: OnnxModel, b: OnnxModel) -> bool:
-    """Whether an input enriched for `b` is also `a`'s (same features, encoding and input type)."""
-    return (a.feature_names == b.feature_names and a.categorical == b.categorical
-            and [i.datatype for i in a.inputs] == [i.datatype for i in b.inputs])
 
 
 def _rows(outputs: list[Tensor]) -> int:

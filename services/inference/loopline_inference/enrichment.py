@@ -162,11 +162,11 @@ class OnlineFeatures:
                 raise InvalidArgument(f"features service refused the entities: {exc.details()}") from None
             raise Unavailable(f"features service unavailable ({exc.code().name})") from None
         columns = _column_index(list(response.feature_names), model.feature_names)
-        categorical = [model.categorical.get(name) for name in model.feature_names]
+        kinds = model.feature_kinds
         out = []
         for vector in response.results:
             cells = []
-            for j, kind in zip(columns, categorical, strict=True):
+            for j, kind in zip(columns, kinds, strict=True):
                 fv = vector.values[j]
                 value = _value(fv.value) if kind is None else _code(fv.value, kind)
                 cells.append(FeatureCell(value, fv.status != PRESENT))

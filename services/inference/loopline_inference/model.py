@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,20 @@ class OnnxModel:
     @property
     def version_label(self) -> str:
         return str(self.version)
+
+    @cached_property
+    def feature_kinds(self) -> tuple[Categorical | None, ...]:
+        """Per feature, in input order: its categorical encoding, or None for a number (fixed once loaded)."""
+        return tuple(self.categorical.get(name) for name in self.feature_names)
+
+    @cached_property
+    def input_signature(self) -> str:
+        """A digest of what an input built for this model depends on (features, their encodings, input
+        types): two models with equal signatures take the same enriched input. Compared per shadowed request,
+        so computed once."""
+        kinds = [None if k is None else (sorted(k.codes.items()), k.unknown) for k in self.feature_kinds]
+        text = repr((self.feature_names, kinds, [i.datatype for i in self.inputs]))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def input_spec(self, name: str) -> TensorSpec | None:
         for spec in self.inputs:

@@ -13,6 +13,7 @@ no bytes at all is a null. A test checks the projection against the contract fie
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -29,6 +30,7 @@ DOUBLE_TAG = 0x09
 INT64_TAG = 0x10
 STRING_TAG = 0x1A
 BOOL_TAG = 0x20
+_DOUBLE = struct.Struct("<d")
 
 
 @cache
@@ -102,7 +104,7 @@ def decode_label(part: bytes | None, vocabulary: Sequence[str] = ()) -> str | No
     if not part:
         return None
     if vocabulary and part[0] == DOUBLE_TAG and len(part) == 9:
-        code = float(np.frombuffer(part, dtype="<f8", count=1, offset=1)[0])
+        (code,) = _DOUBLE.unpack_from(part, 1)
         if code.is_integer() and 0 <= code < len(vocabulary):
             return vocabulary[int(code)]
         return None

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -309,14 +308,10 @@ def main() -> None:
         channel.close()
         http.close()
     finally:
+        from tests.helpers import stop_group
+
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(5)
+            stop_group(proc)
         shutil.rmtree(work, ignore_errors=True)
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -33,14 +33,10 @@ sys.path.insert(0, str(REPO))  # tests.helpers: free ports
 
 
 def _port_offset() -> int:
-    """A port offset where the broker, MLflow, Prometheus and every service's two ports are free now (fixed
-    offsets landed in the ephemeral range and collided with other work's ports)."""
-    from loopline_cli.stack import SERVICES, Ports
-    from tests.helpers import free_port_offset
+    """A free port offset for this run's stack (fixed offsets landed in the ephemeral range)."""
+    from tests.helpers import stack_port_offset
 
-    bases = [Ports.kafka, Ports.mlflow, Ports.prometheus]
-    bases += [p for s in SERVICES for p in (s.http_port, s.grpc_port)]
-    return free_port_offset(bases, low=20000, span=10000)
+    return stack_port_offset(low=20000, span=10000)
 
 
 def _job_seconds(scenario: Any, trigger: str) -> float:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.helpers
 RESULTS = REPO / "bench" / "results" / "training.json"
 ROUNDS = 5
 
@@ -86,13 +86,9 @@ def _start_mlflow(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    from tests.helpers import stop_group
+
+    stop_group(proc)
 
 
 def _run_off(fit: Any, spec: Any, data: Any) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -29,6 +29,18 @@ def absent(what: str) -> NoReturn:
     if os.environ.get("LOOPLINE_CI"):
         pytest.fail(f"{what} (CI has it on this machine)")
     pytest.skip(what)
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    """Stop a child started with `start_new_session=True` and everything it started: SIGTERM to its
+    process group, SIGKILL after `timeout` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 def free_port() -> int:
@@ -56,6 +68,16 @@ def free_port_offset(bases: list[int], *, low: int, span: int) -> int:
         if max(ports) < 65535 and all(port_is_free(p) for p in ports):
             return offset
     raise RuntimeError("no free port range")
+
+
+def stack_port_offset(*, low: int, span: int) -> int:
+    """A port offset where the embedded stack's broker, MLflow, Prometheus and every service's two ports are
+    free now (for a stack started beside another one)."""
+    from loopline_cli.stack import SERVICES, Ports
+
+    bases = [Ports.kafka, Ports.mlflow, Ports.prometheus]
+    bases += [p for s in SERVICES for p in (s.http_port, s.grpc_port)]
+    return free_port_offset(bases, low=low, span=span)
 
 
 @dataclass
@@ -167,13 +189,8 @@ class Broker:
         raise TimeoutError(f"broker not listening on {self.port} after {timeout}s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_group(self.proc, timeout=15)
         self.proc = None
 
 

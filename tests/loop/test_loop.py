@@ -19,18 +19,14 @@ from typing import Any
 
 import pytest
 
-from loopline_cli.stack import SERVICES, Ports
-from tests.helpers import REPO, free_port_offset
+from tests.helpers import REPO, stack_port_offset
 
 LOOPLINE = str(Path(sys.executable).parent / "loopline")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _offset() -> int:
-    """A port offset where the broker, MLflow, Prometheus and every service's two ports are free."""
-    bases = [Ports.kafka, Ports.mlflow, Ports.prometheus, 9087, 8087]
-    bases += [p for s in SERVICES for p in (s.http_port, s.grpc_port)]
-    return free_port_offset(bases, low=30000, span=15000)
+    return stack_port_offset(low=30000, span=15000)
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from loopline.events.v1 import predictions_pb2
 from loopline.registry.v1 import registry_pb2, registry_pb2_grpc
 from loopline_common.errors import NotFound, Unauthenticated
 from loopline_common.metrics import ServiceMetrics
-from tests.helpers import BIN, Broker, RunningProcess, free_port, start_process
+from tests.helpers import BIN, Broker, RunningProcess, free_port, start_process, stop_group
 from tests.monitoring import data
 
 pytestmark = pytest.mark.slow
@@ -72,12 +71,7 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_group(proc)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ a Postgres database of their own, tokens for each role, and registry processes s
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import pytest
 from loopline_registry.auth import Role, tokens_json
 
-from tests.helpers import BIN, Broker, absent, free_port
+from tests.helpers import BIN, Broker, absent, free_port, stop_group
 from tests.registry.clients import GrpcApi, HttpApi, RegistryProcess, start_registry
 
 # The MLflow client in this process must fail fast too, should the server go away.
@@ -71,13 +70,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(proc)
 
 
 @pytest.fixture(scope="session")

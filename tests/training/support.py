@@ -28,7 +28,7 @@ from loopline.training.v1 import training_pb2 as pb
 from loopline.training.v1 import training_pb2_grpc as pb_grpc
 from loopline_common.errors import GRPC_ERROR_DETAIL_KEY
 from loopline_common.topics import TRAINING_JOBS
-from tests.helpers import REPO, RunningProcess, free_port, start_process
+from tests.helpers import REPO, RunningProcess, free_port, start_process, stop_group
 
 # Infrastructure that lives in the developer environment (.venv), not in the training one.
 DEV_BIN = REPO / ".venv" / "bin"
@@ -77,13 +77,7 @@ def http_service(
             wait_until_healthy()
         yield wait_until_healthy
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(proc)
 
 
 class ApiError(Exception):

@@ -89,3 +89,32 @@ def test_preprocessing_metadata_gives_categorical_codes() -> None:
     assert set(parsed) == {"region"}
     assert (parsed["region"].code("north"), parsed["region"].code("mars")) == (1.0, -1.0)
     assert _categorical("not json") == {} and _categorical(None) == {}
+
+
+@pytest.mark.parametrize("request_id", ["", "call-1", "x" * 300])
+@pytest.mark.parametrize("rows", [1, 7])
+def test_raw_infer_response_from_the_cached_head_equals_protobuf_encoding(
+    tmp_path: Path, request_id: str, rows: int
+) -> None:
+    """The gRPC raw answer (a cached serialized head plus `id` and the output bytes as wire fields) parses
+    to the very message protobuf would build, also on a cache hit with another id and other values."""
+    from loopline_inference.dataplane import InferRequest, InferResult
+    from loopline_inference.grpc_api import OipServicer, _encode, _serialize
+    from loopline_inference.oip_pb import pb
+
+    model = load_model(name="fraud", version=4, source="test", data=mlp_model(tmp_path / "m.onnx").read_bytes(),
+                       threads=1)
+    servicer = OipServicer.__new__(OipServicer)
+    servicer.pb, servicer._heads = pb(), {}
+    m = servicer.pb
+    for seed in (0, 1):  # the second answer reuses the first one's head
+        x = np.random.default_rng(seed).normal(size=(rows, model.inputs[0].shape[1])).astype(np.float32)
+        outputs = model.run({model.inputs[0].name: x})
+        result = InferResult(model=model, track="challenger", outputs=outputs, parameters={})
+        request = InferRequest(model_name="fraud", model_version="", id=request_id + str(seed) * bool(request_id),
+                               request_id="r", inputs=[], outputs=None, parameters={}, protocol="grpc", started=0.0)
+        fast = m.ModelInferResponse.FromString(_serialize(servicer._raw_response(result, request)))
+        assert fast == _encode(m, result, request, raw=True)
+        assert fast.id == request.id and fast.parameters["track"].string_param == "challenger"
+        assert np.frombuffer(fast.raw_output_contents[-1], dtype=np.float32).size == outputs[-1].array.size
+    assert len(servicer._heads) == 1

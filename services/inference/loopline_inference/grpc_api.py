@@ -6,9 +6,9 @@ objects beyond the messages themselves. Inputs come from `raw_input_contents` (t
 in order) or from typed `contents`; outputs go back as `raw_output_contents` when the request used raw
 inputs (as KServe's and Triton's servers do), else as typed contents.
 
-The OIP service skips the shared interceptor (`OipFastPath`): on a one-core pod its generic wrapper (a
-handler rebuilt per call, an async context manager, three labelled Prometheus lookups, a uuid4) cost as
-much CPU as the rest of a ModelInfer. What it does is done here in place: the caller's `x-request-id` is
+The OIP service is registered without the shared interceptor (`intercept=False`): on a one-core pod its
+generic wrapper (an async context manager, three labelled Prometheus lookups, a uuid4) cost as much CPU
+as the rest of a ModelInfer. What it does is done here in place: the caller's `x-request-id` is
 accepted (or a cheap one made) and echoed in the trailing metadata, errors carry Loopline's status and
 `loopline-error-bin` detail, and inference requests are counted by `InferenceStats`.
 """
@@ -33,31 +33,17 @@ from loopline_common.errors import (
     LooplineError,
     NotImplementedYet,
 )
-from loopline_common.grpc_server import LooplineServerInterceptor
 from loopline_common.logs import request_context
 from loopline_inference.dataplane import DataPlane, InferRequest, InferResult
 from loopline_inference.oip_pb import SERVICE, pb
 from loopline_inference.rest import RequestIds
-from loopline_inference.tensors import Tensor, fill_contents, from_contents, from_raw, to_raw
+from loopline_inference.tensors import Tensor, fill_contents, from_contents, from_raw, from_raw_dims, to_raw
 from loopline_inference.tracks import CHALLENGER
+from loopline_inference.wire import length_delimited
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, grpc.aio.ServicerContext, str], Awaitable[Any]]
-_OIP_PREFIX = f"/{SERVICE}/"
-
-
-class OipFastPath(LooplineServerInterceptor):
-    """The shared interceptor for every service but OIP, whose handlers do its work themselves."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        if handler_call_details.method.startswith(_OIP_PREFIX):
-            return await continuation(handler_call_details)
-        return await super().intercept_service(continuation, handler_call_details)  # type: ignore[no-untyped-call]
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: LooplineError, request_id: str) -> None:
@@ -88,6 +74,7 @@ class OipServicer:
         self.stats = dataplane.stats
         self.ids = ids
         self.pb = pb()
+        self._heads: dict[tuple[Any, ...], bytes] = {}
 
     def handler(self) -> grpc.GenericRpcHandler:
         m = self.pb
@@ -176,7 +163,10 @@ class OipServicer:
         try:
             infer = _decode(request, request_id, started)
             result = await self.dataplane.infer(infer)
-            response = _encode(self.pb, result, infer, raw=bool(request.raw_input_contents))
+            if request.raw_input_contents and not result.parameters:
+                response: Any = self._raw_response(result, infer)
+            else:
+                response = _encode(self.pb, result, infer, raw=bool(request.raw_input_contents))
             status = "ok"
             return response
         except LooplineError as exc:
@@ -196,8 +186,36 @@ class OipServicer:
             else:
                 self.stats.request(name, request.model_version, "", "grpc", status, seconds)
 
+    def _raw_response(self, result: InferResult, request: InferRequest) -> bytes:
+        """The serialized ModelInferResponse of a raw-contents answer: everything but the request's `id`
+        and the output bytes is the same for every answer of one model, track and output shapes, so that
+        head is serialized once by protobuf and cached; `id` and `raw_output_contents` are appended as
+        their wire fields (protobuf reads fields in any order)."""
+        outputs = result.outputs
+        key = (result.model.name, result.model.version_label, result.model.sha256, result.track,
+               tuple((t.name, t.datatype, t.array.shape) for t in outputs))
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= 256:  # many shapes over time: keep the cache bounded
+                self._heads.clear()
+            response = self.pb.ModelInferResponse(model_name=result.model.name,
+                                                  model_version=result.model.version_label)
+            response.parameters["track"].string_param = result.track
+            for t in outputs:
+                response.outputs.add(name=t.name, datatype=t.datatype, shape=t.array.shape)
+            head = self._heads[key] = response.SerializeToString()
+        parts = [head]
+        if request.id:
+            parts.append(length_delimited(3, request.id.encode()))
+        for t in outputs:
+            parts.append(length_delimited(6, to_raw(t.array, t.datatype)))
+        return b"".join(parts)
+
 
 def _serialize(message: Any) -> bytes:
+    """Responses are messages, or bytes already serialized (`_raw_response`)."""
+    if type(message) is bytes:
+        return message
     data: bytes = message.SerializeToString()
     return data
 
@@ -211,9 +229,11 @@ def _decode(request: Any, request_id: str, started: float) -> InferRequest:
         )
     inputs = []
     for i, item in enumerate(request.inputs):
-        shape = list(item.shape)
-        if raw:
-            array = from_raw(item.name, item.datatype, shape, raw[i])
+        shape = list(item.shape)  # protobuf int64s: only their sign needs checking
+        if raw and (not shape or min(shape) >= 0):
+            array = from_raw_dims(item.name, item.datatype, shape, raw[i])
+        elif raw:
+            array = from_raw(item.name, item.datatype, shape, raw[i])  # says what is wrong with the shape
         else:
             array = from_contents(item.name, item.datatype, shape, item.contents)
         inputs.append(Tensor(item.name, item.datatype, array))

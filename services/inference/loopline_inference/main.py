@@ -25,7 +25,7 @@ from loopline_inference.cpu import cpu_limit
 from loopline_inference.dataplane import DataPlane
 from loopline_inference.enrichment import OnlineFeatures
 from loopline_inference.events import AliasFollower
-from loopline_inference.grpc_api import AdminServicer, OipFastPath, OipServicer, get_tracks, set_weights
+from loopline_inference.grpc_api import AdminServicer, OipServicer, get_tracks, set_weights
 from loopline_inference.loader import ModelLoader, ModelRef, parse_ref
 from loopline_inference.model import OnnxModel
 from loopline_inference.oip_pb import SERVICE as OIP_SERVICE
@@ -142,10 +142,11 @@ class InferenceService:
             metrics=self.metrics, readiness=self.readiness, host=s.host, port=s.grpc_port,
             max_message_bytes=s.max_request_bytes,
         )
-        # The shared interceptor, minus the OIP service (its handlers do that work themselves, cheaper).
-        server._interceptors = (OipFastPath(self.metrics),)
+        # OIP goes without the shared interceptor: its handlers do that work themselves, cheaper.
         oip = OipServicer(self.dataplane, self.ids)
-        server.add_service(lambda _, srv: srv.add_generic_rpc_handlers((oip.handler(),)), None, OIP_SERVICE)
+        server.add_service(
+            lambda _, srv: srv.add_generic_rpc_handlers((oip.handler(),)), None, OIP_SERVICE, intercept=False
+        )
         admin = AdminServicer(dataplane=self.dataplane, mode=s.mode, on_weights=self._publish_weights)
         server.add_service(inference_pb2_grpc.add_InferenceAdminServiceServicer_to_server, admin, ADMIN_SERVICE)
         return server

@@ -70,10 +70,8 @@ class OnnxModel:
     score: tuple[int, int] | None = None
     # Categorical features by name (from the preprocessing metadata); every other feature is a number.
     categorical: dict[str, Categorical] = field(default_factory=dict)
-
-    @property
-    def version_label(self) -> str:
-        return str(self.version)
+    # The version as OIP's string (set once loaded).
+    version_label: str = field(init=False, default="")
 
     @cached_property
     def feature_kinds(self) -> tuple[Categorical | None, ...]:
@@ -138,8 +136,12 @@ class OnnxModel:
         return feed
 
     def __post_init__(self) -> None:
-        # Per-request work done once: the fixed dimensions of each input, every output's name, and ORT's
-        # binding itself (InferenceSession.run re-validates the feed names the signature check already did).
+        # Per-request work done once: the version as OIP's string, the fixed dimensions of each input, every
+        # output's name, and ORT's binding itself (InferenceSession.run re-validates the feed names the
+        # signature check already did).
+        self.version_label = str(self.version)
+        # Outputs that come back from ORT in a form OIP cannot use as is (text: numpy str arrays).
+        self._convert = tuple(s.datatype == "BYTES" for s in self.outputs)
         self._fixed_dims = {s.name: tuple((i, d) for i, d in enumerate(s.shape) if d != -1) for s in self.inputs}
         self._output_names = [s.name for s in self.outputs]
         binding = getattr(self.session, "_sess", None)
@@ -150,16 +152,17 @@ class OnnxModel:
         if output_names is None:
             specs: tuple[TensorSpec, ...] | list[TensorSpec] = self.outputs
             names = self._output_names
+            convert: tuple[bool, ...] = self._convert
         else:
             specs = [self.output_spec(n) for n in output_names]
             names = [s.name for s in specs]
+            convert = tuple(s.datatype == "BYTES" for s in specs)
         values = self._run(names, feed, None) if self._run is not None else self.session.run(names, feed)
-        out = []
-        for spec, value in zip(specs, values, strict=True):
-            if type(value) is not np.ndarray or spec.datatype == "BYTES":
-                value = _as_array(value, spec.datatype)
-            out.append(Tensor(spec.name, spec.datatype, value))
-        return out
+        return [
+            Tensor(spec.name, spec.datatype,
+                   _as_array(value, spec.datatype) if bytes_out or type(value) is not np.ndarray else value)
+            for spec, value, bytes_out in zip(specs, values, convert, strict=True)
+        ]
 
     def output_spec(self, name: str) -> TensorSpec:
         for spec in self.outputs:

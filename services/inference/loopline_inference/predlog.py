@@ -27,6 +27,9 @@ from loopline_common.kafka_io import EventProducer
 from loopline_common.topics import PREDICTIONS
 from loopline_inference.stats import InferenceStats
 from loopline_inference.tensors import Tensor
+from loopline_inference.wire import length_delimited as _ld
+from loopline_inference.wire import varint as _varint
+from loopline_inference.wire import varint_field as _vi
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +61,6 @@ class Prediction(NamedTuple):
 
 
 # ---- protobuf wire encoding -------------------------------------------------------------------------
-
-_SMALL = [bytes((i,)) for i in range(128)]
-
-
-def _varint(n: int) -> bytes:
-    if 0 <= n < 128:
-        return _SMALL[n]
-    out = bytearray()
-    n &= (1 << 64) - 1
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _vi(field: int, n: int) -> bytes:
-    return _varint(field << 3) + _varint(n) if n else b""
-
 
 def _map_entry_str(field: int, key: str, value: str) -> bytes:
     return _ld(field, _ld(1, key.encode()) + _ld(2, value.encode()))

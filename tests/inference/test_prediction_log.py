@@ -110,7 +110,7 @@ def test_broker_down_under_load(tmp_path: Path, model_dir: Path) -> None:
     ensure_topics(broker.bootstrap)
     server = start_server(
         model_name="fraud", model=str(model_dir / "lgbm"), kafka_bootstrap=broker.bootstrap, instance_id="test-pod",
-        producer_buffer="20", log_flush_seconds="0.02", producer_max_unacknowledged="20",
+        producer_buffer="20", log_flush_seconds="0.02",
         producer_delivery_timeout_seconds="3",
     )
     stop = threading.Event()

@@ -97,16 +97,17 @@ def test_raw_infer_response_from_the_cached_head_equals_protobuf_encoding(
     tmp_path: Path, request_id: str, rows: int
 ) -> None:
     """The gRPC raw answer (a cached serialized head plus `id` and the output bytes as wire fields) parses
-    to the very message protobuf would build, also on a cache hit with another id and other values."""
+    to the very message protobuf would build, also on a cache hit with another id and other values. The
+    messages are NVIDIA's client's own (the same OIP wire format; in a process that imported tritonclient,
+    KServe's copy of the same package cannot be registered)."""
     from loopline_inference.dataplane import InferRequest, InferResult
     from loopline_inference.grpc_api import OipServicer, _encode, _serialize
-    from loopline_inference.oip_pb import pb
+    from tritonclient.grpc import service_pb2 as m
 
     model = load_model(name="fraud", version=4, source="test", data=mlp_model(tmp_path / "m.onnx").read_bytes(),
                        threads=1)
     servicer = OipServicer.__new__(OipServicer)
-    servicer.pb, servicer._heads = pb(), {}
-    m = servicer.pb
+    servicer.pb, servicer._heads = m, {}
     for seed in (0, 1):  # the second answer reuses the first one's head
         x = np.random.default_rng(seed).normal(size=(rows, model.inputs[0].shape[1])).astype(np.float32)
         outputs = model.run({model.inputs[0].name: x})
@@ -118,3 +119,15 @@ def test_raw_infer_response_from_the_cached_head_equals_protobuf_encoding(
         assert fast.id == request.id and fast.parameters["track"].string_param == "challenger"
         assert np.frombuffer(fast.raw_output_contents[-1], dtype=np.float32).size == outputs[-1].array.size
     assert len(servicer._heads) == 1
+
+
+def test_histogram_observe_many_counts_as_one_at_a_time() -> None:
+    from loopline_inference.stats import SCORE_BUCKETS, _Histogram
+
+    values = np.concatenate([np.random.default_rng(5).random(1000), np.array(SCORE_BUCKETS), [0.0, 2.0]])
+    bulk, single = _Histogram(SCORE_BUCKETS), _Histogram(SCORE_BUCKETS)
+    bulk.observe_many(values)
+    for v in values:
+        single.observe(float(v))
+    assert bulk.counts == single.counts and sum(bulk.counts) == len(values)
+    assert bulk.sum == pytest.approx(single.sum)

@@ -16,7 +16,6 @@ from loopline.inference.v1 import inference_pb2, inference_pb2_grpc
 from loopline_common.errors import NotFound
 from loopline_common.grpc_server import GrpcServer
 from loopline_common.http_app import create_http_app
-from loopline_common.kafka_io import EventProducer
 from loopline_common.logs import configure_logging
 from loopline_common.metrics import ServiceMetrics
 from loopline_common.readiness import Readiness
@@ -26,6 +25,7 @@ from loopline_inference.dataplane import DataPlane
 from loopline_inference.enrichment import OnlineFeatures
 from loopline_inference.events import AliasFollower
 from loopline_inference.grpc_api import AdminServicer, OipServicer, get_tracks, set_weights
+from loopline_inference.kafka_log import LogProducer
 from loopline_inference.loader import ModelLoader, ModelRef, parse_ref
 from loopline_inference.model import OnnxModel
 from loopline_inference.oip_pb import SERVICE as OIP_SERVICE
@@ -74,10 +74,9 @@ class InferenceService:
         cluster_track = settings.track if settings.mode == "cluster" else None
         self.tracks = ModelTracks(settings.model_name, cluster_track=cluster_track)
         self.producer = (
-            EventProducer(
+            LogProducer(
                 bootstrap_servers=settings.kafka_bootstrap, metrics=self.metrics, client_id="loopline-inference",
-                max_buffered=settings.producer_buffer,
-                max_unacknowledged=settings.producer_max_unacknowledged,
+                max_buffered=settings.producer_buffer, max_buffered_bytes=settings.producer_buffer_mib << 20,
                 delivery_timeout_ms=int(settings.producer_delivery_timeout_seconds * 1000),
             )
             if settings.kafka_bootstrap
@@ -210,7 +209,7 @@ class InferenceService:
 
     async def on_start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.prediction_log.start()
+        self.prediction_log.start(loop)
         self._load_task = asyncio.create_task(self._load_all())
         s = self.settings
         if s.kafka_bootstrap and s.follow_aliases and s.mode == "embedded":
@@ -227,7 +226,7 @@ class InferenceService:
             self._load_task.cancel()
         if self.follower is not None:
             await asyncio.to_thread(self.follower.stop)
-        await asyncio.to_thread(self.prediction_log.stop)
+        self.prediction_log.stop()
         if self.producer is not None:
             await asyncio.to_thread(self.producer.close, 5.0)
         if self.features is not None:

@@ -43,13 +43,13 @@ class InferenceSettings(ServiceSettings):
         0.2, gt=0, description="How often the prediction log is batched to Kafka (each batch has a fixed cost)"
     )
     log_max_pending: int = Field(50_000, gt=0, description="Requests waiting to be logged before drops start")
-    producer_max_unacknowledged: int = Field(
-        1_000, gt=0, description="Log batches sent to Kafka and not yet acknowledged before the buffer fills"
-    )
     producer_delivery_timeout_seconds: float = Field(
         30.0, gt=0, description="A log batch the broker has not taken by then is dropped (and counted)"
     )
-    producer_buffer: int = Field(2_000, gt=0, description="Batches the Kafka producer buffers before dropping")
+    producer_buffer: int = Field(
+        2_000, gt=0, description="Log batches the Kafka producer holds (queued or unacknowledged) before dropping"
+    )
+    producer_buffer_mib: int = Field(64, gt=0, description="The same bound in MiB")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = the CPU limit")
     instance_id: str = Field("", description="Name of this instance in the prediction log (default: host name)")
     ready_without_model: bool = Field(

@@ -40,9 +40,10 @@ class _Histogram:
         """Observe every value of a numpy array (vectorised)."""
         import numpy as np
 
-        idx = np.searchsorted(self.bounds, values, side="left")
-        for i, n in zip(*np.unique(idx, return_counts=True), strict=True):
-            self.counts[int(i)] += int(n)
+        per_bucket = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.counts))
+        counts = self.counts
+        for i, n in enumerate(per_bucket.tolist()):
+            counts[i] += n
         self.sum += float(values.sum())
 
     def buckets(self) -> list[tuple[str, float]]:

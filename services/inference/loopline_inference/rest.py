@@ -44,6 +44,7 @@ HEADER_LENGTH = b"inference-header-content-length"
 _JSON = [(b"content-type", b"application/json")]
 _OCTETS = b"application/octet-stream"
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_REQUEST_ID_HEADER = REQUEST_ID_KEY.encode()
 
 
 class RequestIds:
@@ -330,8 +331,7 @@ async def _send(send: Send, status: int, body: bytes, request_id: str, headers: 
     await send({
         "type": "http.response.start",
         "status": status,
-        "headers": [*headers, (b"content-length", str(len(body)).encode()),
-                    (REQUEST_ID_KEY.encode(), request_id.encode())],
+        "headers": [*headers, (b"content-length", str(len(body)).encode()), (_REQUEST_ID_HEADER, request_id.encode())],
     })
     await send({"type": "http.response.body", "body": body})
 

@@ -94,9 +94,14 @@ def element_count(shape: list[int] | tuple[int, ...]) -> int:
 
 
 def check_shape(name: str, shape: Any) -> list[int]:
-    if not isinstance(shape, list | tuple) or not all(type(d) is int and d >= 0 for d in shape):
-        raise InvalidArgument(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
-    return list(shape)
+    """`shape` as a list of non-negative ints (a list passed in is returned as is, not copied)."""
+    if isinstance(shape, list | tuple):
+        for d in shape:
+            if type(d) is not int or d < 0:
+                break
+        else:
+            return shape if type(shape) is list else list(shape)
+    raise InvalidArgument(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
 
 
 def dtype_for(name: str, datatype: Any) -> np.dtype[Any]:

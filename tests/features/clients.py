@@ -134,8 +134,11 @@ class HttpClient:
     def close(self) -> None:
         self.client.close()
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self.client.request(method, path, json=body)
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 120.0) -> Any:
+        try:
+            response = self.client.request(method, path, json=body, timeout=timeout)
+        except httpx.TimeoutException as exc:  # the client's deadline, named as gRPC names it
+            raise CallError("DEADLINE_EXCEEDED", str(exc)) from None
         if response.status_code >= 400:
             error = response.json()["error"]
             raise CallError(error["code"], error["message"])
@@ -151,7 +154,7 @@ class HttpClient:
             body["features"] = features
         if request_data is not None:
             body["request_data"] = request_data
-        reply = self._call("POST", "/v1/online-features", body)
+        reply = self._call("POST", "/v1/online-features", body, timeout)
         return Online(
             reply["feature_names"],
             [r["values"] for r in reply["results"]],

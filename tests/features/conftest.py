@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 import tests.helpers
 from tests.helpers import REPO, Broker, RunningProcess, absent, free_port, running_broker, start_process
@@ -72,6 +75,15 @@ class Service:
     def stop(self) -> int:
         return self.proc.stop()
 
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The sample of `name` with exactly these labels on the service's /metrics, or None."""
+        text = httpx.get(f"{self.http}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return None
+
 
 def start_service(store: Store, **settings: str) -> Service:
     env = {
@@ -98,6 +110,10 @@ def start_service(store: Store, **settings: str) -> Service:
 class PrivateRedis:
     port: int
     proc: subprocess.Popen[bytes]
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, but no command is ever answered (a hung store)."""
+        self.proc.send_signal(signal.SIGSTOP)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

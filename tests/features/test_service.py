@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from loopline_features import repo
@@ -188,8 +192,47 @@ def test_describe_feature_services(deployed: Deployed, client: GrpcClient | Http
     assert unknown.value.code == "NOT_FOUND"
 
 
-def test_materialize_incremental_and_unknown_view(deployed: Deployed, client: GrpcClient | HttpClient) -> None:
+def _append_offline(path: Path, rows: pd.DataFrame) -> None:
+    """New rows at the end of a view's offline source (as the stream's offline pushes append them)."""
+    existing = pd.read_parquet(path)
+    combined = pd.concat([existing, rows[list(existing.columns)].astype(existing.dtypes.to_dict())],
+                         ignore_index=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pandas(combined, preserve_index=False), tmp)
+    tmp.replace(path)
+
+
+def test_materialize_incremental_by_range_and_unknown_view(deployed: Deployed, client: GrpcClient | HttpClient
+                                                           ) -> None:
+    transport = "grpc" if isinstance(client, GrpcClient) else "http"
+    new, old = f"T-new-{transport}", f"T-old-{transport}"  # customers no earlier run has put online
+    refs = ["customer_profile:credit_limit", "customer_profile:home_region"]
+    entities = [{"customer_id": new}, {"customer_id": old}]
+    now = datetime.now(UTC)
+    # One row after everything materialized so far, one inside an interval materialized already.
+    _append_offline(deployed.store.data_dir / "offline" / "customer_profile.parquet", pd.DataFrame({
+        "customer_id": [new, old],
+        "event_timestamp": pd.to_datetime([now, NOW - timedelta(days=2)], utc=True),
+        "created": pd.to_datetime([now, now], utc=True),
+        "credit_limit": [1234.5, 678.0], "account_age_days": [10, 20], "home_region": ["north", "south"],
+        "is_premium": [True, False],
+    }))
+    assert client.online(entities=entities, features=refs).statuses == [["NOT_FOUND"] * 2] * 2  # offline only
+
     assert client.materialize(feature_views=["customer_profile"]) == ["customer_profile"]
+    got = client.online(entities=entities, features=refs)
+    # Incremental: from where the view's last materialization ended, so only the new row goes online.
+    assert got.statuses == [["PRESENT", "PRESENT"], ["NOT_FOUND", "NOT_FOUND"]]
+    assert got.values[0] == [1234.5, "north"]
+    assert got.event_times[0][0] is not None and abs(got.event_times[0][0] - now.timestamp()) < 1.0
+
+    # By range: the interval is read again and the older row goes online too.
+    assert client.materialize(start=NOW - timedelta(days=3), feature_views=["customer_profile"]) == [
+        "customer_profile"]
+    got = client.online(entities=entities, features=refs)
+    assert got.statuses == [["PRESENT", "PRESENT"]] * 2
+    assert got.values == [[1234.5, "north"], [678.0, "south"]]
+
     with pytest.raises(CallError) as unknown:
         client.materialize(feature_views=["no_view"])
     assert unknown.value.code == "NOT_FOUND"
@@ -203,6 +246,20 @@ def _brute_force(history: pd.DataFrame, key: str, feature: str, entity: str, whe
     if rows.empty:
         return None
     return rows.sort_values(["event_timestamp", "created"]).iloc[-1][feature]
+
+
+def _content_sha256(table: pa.Table) -> str:
+    """A training set's hash as its reader recomputes it (training's job hashing does the same): the rows
+    in canonical order (sorted by every column, nulls last), no schema metadata, SHA-256 of the Arrow IPC
+    stream. Sorting goes through `take`, which also zeroes the bytes under null values: Arrow leaves those
+    undefined, and the parquet reader leaves them as it finds them, so the table as read does not hash the
+    same without it."""
+    order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_end") for c in table.column_names])
+    table = table.take(order).replace_schema_metadata(None).combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
 # The offline store is the same parquet whichever the online store, so one store is enough here.
@@ -228,8 +285,17 @@ def test_training_set_is_point_in_time_correct(deployed: Deployed) -> None:
         http_client.close()
     assert by_grpc == by_http  # same rows, same content, same place
     assert by_grpc["row_count"] == 150
-    table = pq.read_table(by_grpc["uri"]).to_pandas()
-    assert {"customer_id", "merchant_id", "is_fraud", "event_timestamp", "txn_count_1h"} <= set(table.columns)
+    written = pq.read_table(by_grpc["uri"])
+    # The answer describes the file: its rows, its columns in canonical order (entity columns by name,
+    # the event time, the features as asked), and the SHA-256 of its content.
+    assert written.num_rows == by_grpc["row_count"]
+    assert written.column_names == by_grpc["columns"] == [
+        "customer_id", "is_fraud", "merchant_id", "event_timestamp", *(r.split(":")[1] for r in refs)]
+    assert _content_sha256(written) == by_grpc["content_sha256"]
+    assert by_grpc["uri"].endswith(f"/pit/{by_grpc['content_sha256'][:16]}.parquet")
+    table = written.to_pandas()
+    # Whatever order the entity rows came in, the file's rows are sorted by all columns.
+    assert table.equals(table.sort_values(written.column_names).reset_index(drop=True)), "rows not in canonical order"
     offline = deployed.store.data_dir / "offline"
     sources = {
         "txn_count_1h": (pd.read_parquet(offline / "customer_txn_1h.parquet"), "customer_id", timedelta(hours=1)),
@@ -250,13 +316,39 @@ def test_training_set_is_point_in_time_correct(deployed: Deployed) -> None:
     assert seen_fresh > 0
 
 
-def test_readiness_and_freshness_metric(deployed: Deployed) -> None:
-    ready = httpx.get(f"{deployed.service.http}/readyz", timeout=10)
+def test_readiness_request_and_freshness_metrics(deployed: Deployed) -> None:
+    service = deployed.service
+    ready = httpx.get(f"{service.http}/readyz", timeout=10)
     assert ready.status_code == 200 and ready.json()["checks"]["online_store"] == "ok"
-    metrics = httpx.get(f"{deployed.service.http}/metrics", timeout=10).text
-    assert 'loopline_features_feature_freshness_seconds{feature_view="customer_profile"}' in metrics
-    assert 'loopline_features_request_duration_seconds_count{method="GetOnlineFeatures",transport="grpc"}' in metrics \
-        or "loopline_features_request_duration_seconds_count{method=" in metrics
+
+    # Each call is counted under its own transport and method, and only there.
+    grpc_method, http_method = "/loopline.features.v1.FeaturesService/GetOnlineFeatures", "POST /v1/online-features"
+    count = "loopline_features_request_duration_seconds_count"
+
+    def counts() -> tuple[float, float]:
+        return (service.metric(count, transport="grpc", method=grpc_method) or 0.0,
+                service.metric(count, transport="http", method=http_method) or 0.0)
+
+    rows, refs = [{"customer_id": "C000001"}], ["customer_profile:credit_limit"]
+    grpc_client, http_client = GrpcClient(service.grpc), HttpClient(service.http)
+    try:
+        grpc_before, http_before = counts()
+        grpc_client.online(entities=rows, features=refs)
+        assert counts() == (grpc_before + 1, http_before)
+        http_client.online(entities=rows, features=refs)
+        http_client.online(entities=rows, features=refs)
+        assert counts() == (grpc_before + 1, http_before + 2)
+    finally:
+        grpc_client.close()
+        http_client.close()
+
+    # Freshness: seconds since the newest event time materialized online, here that of the view's source.
+    newest = pd.read_parquet(deployed.store.data_dir / "offline" / "customer_profile.parquet")["event_timestamp"].max()
+    before = time.time()
+    freshness = service.metric("loopline_features_feature_freshness_seconds", feature_view="customer_profile")
+    after = time.time()
+    assert freshness is not None
+    assert before - newest.timestamp() - 1e-3 <= freshness <= after - newest.timestamp() + 1e-3
 
 
 def test_data_dir_layout(deployed: Deployed) -> None:

@@ -61,6 +61,23 @@ def _audit_actions(stack: Stack, version: int, action: str) -> list[object]:
     return [e for e in lineage.history if e.action == action]
 
 
+def _steered_by_hand(got: pb.GetRolloutResponse) -> list[tuple[int, str, str]]:
+    """(decision, actor, reason) of the rollout's decisions made by someone other than the controller."""
+    return [(d.decision, d.actor, d.reason) for d in got.decisions if d.actor != "controller"]
+
+
+def _audited_by_hand(stack: Stack, version: int, count: int) -> list[tuple[str, str, str]]:
+    """(action, actor, reason) of the version's rollout audit entries not made by the controller, once
+    the registry has recorded `count` of them (it reads them from the rollouts topic)."""
+
+    def recorded() -> list[tuple[str, str, str]] | None:
+        entries = [(e.action, e.actor, e.reason) for e in stack.lineage(version).history
+                   if e.action.startswith("rollout.") and e.actor != "controller"]
+        return entries if len(entries) >= count else None
+
+    return wait_until(recorded, timeout=30, what=f"{count} decisions by hand in the registry's audit")
+
+
 def test_a_good_challenger_is_promoted(stack: Stack) -> None:
     champion = stack.alias("champion")
     version = stack.register("good")
@@ -149,11 +166,12 @@ def test_traffic_split_pause_resume_and_abort(stack: Stack) -> None:
         client.call("ResumeRollout", pb.ResumeRolloutRequest(model_name=stack.model, reason="x"),
                     token=token(Role.READER))
     assert reader.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    no_reason = httpx.post(f"{stack.rollout.http}/v1/rollouts/{stack.model}:resume", json={},
-                           headers={"authorization": f"Bearer {stack.releaser_token}"})
+    releaser = {"authorization": f"Bearer {stack.releaser_token}"}
+    steer_by_cli = ["--target", stack.rollout.grpc, "--token", stack.releaser_token]
+    no_reason = httpx.post(f"{stack.rollout.http}/v1/rollouts/{stack.model}:resume", json={}, headers=releaser)
     assert no_reason.status_code == 400 and no_reason.json()["error"]["code"] == "INVALID_ARGUMENT"
     unknown = httpx.post(f"{stack.rollout.http}/v1/rollouts/no-such-model:pause", json={"reason": "x"},
-                         headers={"authorization": f"Bearer {stack.releaser_token}"})
+                         headers=releaser)
     assert unknown.status_code == 404
 
     stack.traffic.stop()
@@ -162,31 +180,38 @@ def test_traffic_split_pause_resume_and_abort(stack: Stack) -> None:
         share = counts.get("challenger", 0) / sum(counts.values())
         assert abs(share - weight / 100) <= 0.02, (weight, counts)
         assert abs(stack.tracks().challenger_weight - weight / 100) < 1e-9
-        if weight == 20:  # on to the next step, then hold it again
+        if weight == 20:  # on to the next step (resumed over HTTP), then hold it again (paused by the CLI)
             stack.traffic.start()
-            resumed = client.call("ResumeRollout", pb.ResumeRolloutRequest(model_name=stack.model,
-                                                                           reason="split measured"))
-            assert resumed.rollout.phase == pb.PHASE_PROGRESSING
+            resumed = httpx.post(f"{stack.rollout.http}/v1/rollouts/{stack.model}:resume",
+                                 json={"reason": "split measured"}, headers=releaser)
+            assert resumed.status_code == 200, resumed.text
+            assert resumed.json()["rollout"]["phase"] == "PHASE_PROGRESSING"
+            assert (resumed.json()["rollout"]["actor"], resumed.json()["rollout"]["reason"]) == (
+                "releaser-bot", "split measured")
             _at_step(stack, version, 2)
-            client.call("PauseRollout", pb.PauseRolloutRequest(model_name=stack.model, reason="measure again"))
+            paused_again = CliRunner().invoke(cli, ["rollout", "pause", stack.model, "--reason", "measure again",
+                                                    *steer_by_cli])
+            assert paused_again.exit_code == 0, paused_again.output
+            assert ": paused, step 2/2" in paused_again.output and "releaser-bot: measure again" in paused_again.output
             stack.traffic.stop()
     stack.traffic.start()
 
     # Abort by hand through the CLI: weight back to 0, the challenger keeps its alias.
-    result = CliRunner().invoke(cli, ["rollout", "abort", stack.model, "--reason", "enough for today",
-                                      "--target", stack.rollout.grpc, "--token", stack.releaser_token])
+    result = CliRunner().invoke(cli, ["rollout", "abort", stack.model, "--reason", "enough for today", *steer_by_cli])
     assert result.exit_code == 0, result.output
     got = client.get(stack.model)
     assert got.rollout.phase == pb.PHASE_ABORTED and got.rollout.weight == 0
     abort = got.decisions[-1]
     assert abort.decision == ev.DECISION_ABORT and abort.actor == "releaser-bot" and abort.reason == "enough for today"
-    actors = [(d.decision, d.actor) for d in got.decisions]
-    assert (ev.DECISION_PAUSE, "releaser-bot") in actors and (ev.DECISION_RESUME, "releaser-bot") in actors
+    # Every step by hand (gRPC, HTTP, CLI, CLI) is recorded with who and why, here and in the registry's audit.
+    by_hand = [(ev.DECISION_PAUSE, "measure the split"), (ev.DECISION_RESUME, "split measured"),
+               (ev.DECISION_PAUSE, "measure again"), (ev.DECISION_ABORT, "enough for today")]
+    assert _steered_by_hand(got) == [(d, "releaser-bot", r) for d, r in by_hand]
     assert stack.tracks().challenger_weight == 0
     assert stack.alias("challenger") == version
-    entries = wait_until(lambda: _audit_actions(stack, version, "rollout.abort"), timeout=30,
-                         what="the abort in the registry's audit")
-    assert entries[0].actor == "releaser-bot" and entries[0].reason == "enough for today"  # type: ignore[attr-defined]
+    audited = _audited_by_hand(stack, version, len(by_hand))
+    assert audited == [(f"rollout.{ev.Decision.Name(d).removeprefix('DECISION_').lower()}", "releaser-bot", r)
+                       for d, r in by_hand]
     status = CliRunner().invoke(cli, ["rollout", "status", stack.model, "--target", stack.rollout.grpc, "--json"])
     assert status.exit_code == 0 and json.loads(status.output)["rollout"]["phase"] == "PHASE_ABORTED"
     over_http = httpx.get(f"{stack.rollout.http}/v1/rollouts/{stack.model}").json()
@@ -212,7 +237,7 @@ def test_a_controller_killed_mid_rollout_resumes_it(stack: Stack) -> None:
     assert stack.alias("champion") == version
 
 
-def test_too_little_data_is_not_a_pass(stack: Stack) -> None:
+def test_too_little_data_pauses_and_an_operator_promotes_by_hand(stack: Stack) -> None:
     assert stack.client is not None and stack.traffic is not None
     stack.traffic.stop()
     try:
@@ -231,7 +256,36 @@ def test_too_little_data_is_not_a_pass(stack: Stack) -> None:
         assert (metric(text, "loopline_rollout_analysis_checks_total", model=stack.model, check="prediction-psi",
                        result="not_enough_data") or 0) >= 6
         assert metric(text, "loopline_rollout_phase", model=stack.model, phase="paused") == 1
-        stack.client.call("AbortRollout", pb.AbortRolloutRequest(model_name=stack.model, reason="no traffic"))
+
+        # An operator overrides: resumes, then promotes by hand, skipping the last step (CLI, gRPC API).
+        assert stack.rollout is not None
+        steer_by_cli = ["--target", stack.rollout.grpc, "--token", stack.releaser_token]
+        resumed = CliRunner().invoke(cli, ["rollout", "resume", stack.model, "--reason", "quiet night, resume",
+                                           *steer_by_cli])
+        assert resumed.exit_code == 0, resumed.output
+        assert ": progressing, step 1/2" in resumed.output and "releaser-bot: quiet night, resume" in resumed.output
+        promoted = CliRunner().invoke(cli, ["rollout", "promote", stack.model, "--reason", "verified offline",
+                                            *steer_by_cli])
+        assert promoted.exit_code == 0, promoted.output
+        assert ": promoted, step 1/2" in promoted.output and "releaser-bot: verified offline" in promoted.output
+        got = stack.client.get(stack.model)
+        assert got.rollout.phase == pb.PHASE_PROMOTED and got.rollout.candidate_version == version
+        assert _steered_by_hand(got) == [(ev.DECISION_RESUME, "releaser-bot", "quiet night, resume"),
+                                         (ev.DECISION_PROMOTE, "releaser-bot", "verified offline")]
+        # The promotion by hand moves the champion alias (the challenger's goes), with who and why.
+        assert stack.alias("champion") == version and stack.alias("challenger") == 0
+        assert _audited_by_hand(stack, version, 2) == [("rollout.resume", "releaser-bot", "quiet night, resume"),
+                                                       ("rollout.promote", "releaser-bot", "verified offline")]
+        moved = [(e.alias, e.reason) for e in stack.lineage(version).history if e.action == "promote"]
+        assert ("champion", f"rollout {got.rollout.rollout_id}: verified offline") in moved
+        text = stack.rollout_metrics()
+        assert metric(text, "loopline_rollout_phase", model=stack.model, phase="promoted") == 1
+        assert metric(text, "loopline_rollout_active", model=stack.model) == 0
+        # Nothing is left to promote, over HTTP either.
+        again = httpx.post(f"{stack.rollout.http}/v1/rollouts/{stack.model}:promote", json={"reason": "again"},
+                           headers={"authorization": f"Bearer {stack.releaser_token}"})
+        assert again.status_code == 404 and again.json()["error"]["code"] == "NOT_FOUND"
+        wait_until(lambda: stack.serving("champion") == version, timeout=30, what="inference serving the new champion")
     finally:
         stack.traffic.start()
 

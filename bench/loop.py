@@ -36,7 +36,7 @@ def _port_offset() -> int:
     """A free port offset for this run's stack (fixed offsets landed in the ephemeral range)."""
     from tests.helpers import stack_port_offset
 
-    return stack_port_offset(low=20000, span=10000)
+    return stack_port_offset(low=25000, span=3000)
 
 
 def _job_seconds(scenario: Any, trigger: str) -> float:

@@ -59,15 +59,25 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range: ports from there on may be taken at any moment by
+    some process's outgoing connection, so a stack's fixed ports stay below it."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_offset(bases: list[int], *, low: int, span: int) -> int:
-    """A port offset (as `loopline up --port-offset` takes) that puts every port in `bases` on a free port,
-    with the lowest base landing between `low` and `low + span`."""
+    """A port offset (as `loopline up --port-offset` takes) that puts every port in `bases` on a free port
+    below the ephemeral range, with the lowest base landing between `low` and `low + span`."""
+    ceiling = _ephemeral_low()
     for _ in range(50):
         offset = free_port() % span + low - min(bases)
         ports = [b + offset for b in bases]
-        if max(ports) < 65535 and all(port_is_free(p) for p in ports):
+        if max(ports) < ceiling and all(port_is_free(p) for p in ports):
             return offset
-    raise RuntimeError("no free port range")
+    raise RuntimeError(f"no free port range between {low} and {low + span} below port {ceiling}")
 
 
 def stack_port_offset(*, low: int, span: int) -> int:

@@ -18,15 +18,15 @@ from kafka import KafkaAdminClient
 
 from loopline_cli.stack import SERVICES, Ports, ServiceSpec, Stack, group_members
 from loopline_common.topics import TOPICS
-from tests.helpers import REPO, free_port, free_port_offset
+from tests.helpers import REPO, free_port, stack_port_offset
 
 LOOPLINE = str(Path(sys.executable).parent / "loopline")
 HAS_PROMETHEUS = shutil.which("prometheus") is not None
 
 
 def _offset() -> int:
-    """A port offset whose kafka/mlflow/prometheus ports are all free right now."""
-    return free_port_offset([Ports.kafka, Ports.mlflow, Ports.prometheus], low=20000, span=20000)
+    """A port offset whose ports (broker, MLflow, Prometheus and every service's) are all free right now."""
+    return stack_port_offset(low=10000, span=6000)
 
 
 def _loopline(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:

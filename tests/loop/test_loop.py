@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _offset() -> int:
-    return stack_port_offset(low=30000, span=15000)
+    return stack_port_offset(low=17000, span=7000)
 
 
 @dataclass

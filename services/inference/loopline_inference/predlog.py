@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import operator
 import struct
 import uuid
 from dataclasses import dataclass
@@ -255,6 +256,9 @@ _SHIFTS = np.array([0, 7, 14, 21, 28], dtype=np.uint64)
 _CONTINUE = np.array([0x80, 0x80, 0x80, 0x80, 0x00], dtype=np.uint64)
 
 
+_NAME = operator.attrgetter("name")
+
+
 def _bulk_key(p: Prediction) -> tuple[Any, ...] | None:
     """The group of a prediction that may be encoded in bulk (None: encode it on its own). Cheap: the
     tensor shapes are checked when the group is encoded (a group that does not fit is encoded one by
@@ -262,8 +266,9 @@ def _bulk_key(p: Prediction) -> tuple[Any, ...] | None:
     inputs, outputs = p.inputs, p.outputs
     if not inputs or not outputs or p.entities is not None:
         return None
-    return (p.model_name, p.model_version, p.track, p.protocol, p.status, len(p.request_id), p.feature_names,
-            inputs[0].array.shape, tuple([t.name for t in inputs]), tuple([t.name for t in outputs]))
+    # p[2:7]: model name, version, track, protocol and status.
+    return (p[2:7], len(p.request_id), p.feature_names, inputs[0].array.shape, tuple(map(_NAME, inputs)),
+            tuple(map(_NAME, outputs)))
 
 
 def _varint5(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

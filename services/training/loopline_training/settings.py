@@ -39,6 +39,10 @@ class JobSettings(BaseSettings):
     metrics_flush_seconds: float = Field(
         2.0, gt=0, description="How often buffered per-iteration metrics go to MLflow (one log_batch per flush)"
     )
+    metrics_batch_size: int = Field(
+        250, ge=1, le=1000, description="A log_batch goes as soon as this many metrics wait, not only on the "
+        "flush timer, so that closing the run has little left to send"
+    )
 
 
 class TrainingSettings(ServiceSettings):

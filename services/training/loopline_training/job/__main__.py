@@ -91,7 +91,8 @@ def _run(args: argparse.Namespace) -> Outcome:
         context = JobContext(
             job_id=args.job_id, spec=spec, work_dir=Path(args.work_dir),
             reporter=ProgressReporter(Path(args.progress_file) if args.progress_file else None),
-            tracker=MlflowTracker(tracking_uri=settings.mlflow_uri, flush_seconds=settings.metrics_flush_seconds),
+            tracker=MlflowTracker(tracking_uri=settings.mlflow_uri, flush_seconds=settings.metrics_flush_seconds,
+                                  batch_metrics=settings.metrics_batch_size),
             features=features, registry=registry, code_version=code_version(settings.code_version),
             experiment_prefix=settings.experiment_prefix, features_timeout=settings.features_timeout_seconds,
         )

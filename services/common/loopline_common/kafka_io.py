@@ -25,6 +25,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaConfigurationError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import Counter, Gauge
 
 from loopline_common.metrics import ServiceMetrics
 
@@ -55,6 +56,18 @@ class _Outgoing:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+
+
+def producer_metrics(metrics: ServiceMetrics) -> tuple[Counter, Counter, Gauge]:
+    """A producer's metrics, the same for every producer: acknowledged records by topic, dropped records by
+    topic and reason, and records waiting in its buffer (the caller sets the gauge's function)."""
+    return (
+        metrics.counter("kafka_produced_total", "Records acknowledged by Kafka", ["topic"]),
+        metrics.counter(
+            "kafka_dropped_total", "Records dropped instead of blocking or after failed delivery", ["topic", "reason"]
+        ),
+        metrics.gauge("kafka_producer_buffered", "Records waiting in the producer buffer"),
+    )
 
 
 class EventProducer:
@@ -98,11 +111,7 @@ class EventProducer:
         self._producer: KafkaProducer | None = None
         self._closed = threading.Event()
         self._connected = threading.Event()
-        self._produced = metrics.counter("kafka_produced_total", "Records acknowledged by Kafka", ["topic"])
-        self._dropped = metrics.counter(
-            "kafka_dropped_total", "Records dropped instead of blocking or after failed delivery", ["topic", "reason"]
-        )
-        self._buffered = metrics.gauge("kafka_producer_buffered", "Records waiting in the producer buffer")
+        self._produced, self._dropped, self._buffered = producer_metrics(metrics)
         self._buffered.set_function(self._queue.qsize)
         self._thread = threading.Thread(target=self._run, name=f"kafka-producer-{client_id}", daemon=True)
         self._thread.start()

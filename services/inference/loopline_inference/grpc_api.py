@@ -37,7 +37,7 @@ from loopline_common.logs import request_context
 from loopline_inference.dataplane import DataPlane, InferRequest, InferResult
 from loopline_inference.oip_pb import SERVICE, pb
 from loopline_inference.rest import RequestIds
-from loopline_inference.tensors import Tensor, fill_contents, from_contents, from_raw, from_raw_dims, to_raw
+from loopline_inference.tensors import Tensor, fill_contents, from_contents, from_raw, to_raw
 from loopline_inference.tracks import CHALLENGER
 from loopline_inference.wire import length_delimited
 
@@ -229,11 +229,9 @@ def _decode(request: Any, request_id: str, started: float) -> InferRequest:
         )
     inputs = []
     for i, item in enumerate(request.inputs):
-        shape = list(item.shape)  # protobuf int64s: only their sign needs checking
-        if raw and (not shape or min(shape) >= 0):
-            array = from_raw_dims(item.name, item.datatype, shape, raw[i])
-        elif raw:
-            array = from_raw(item.name, item.datatype, shape, raw[i])  # says what is wrong with the shape
+        shape = list(item.shape)
+        if raw:
+            array = from_raw(item.name, item.datatype, shape, raw[i])
         else:
             array = from_contents(item.name, item.datatype, shape, item.contents)
         inputs.append(Tensor(item.name, item.datatype, array))

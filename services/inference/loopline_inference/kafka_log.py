@@ -10,7 +10,7 @@ Why not the shared producer here: on a one-core pod, kafka-python's network thre
 in front of it are Python threads; together they took about 6 µs of CPU per logged request and fought
 the event loop for the GIL, which is most of what the log cost (bench/inference.py). librdkafka's
 threads are native and never take the GIL; `produce` is one C call that copies the batch into its
-queue, and delivery reports are served by `poll(0)` on the caller's thread. Every other Kafka client in
+queue, and delivery reports are served by `poll` on the caller's thread, once per flush. Every other Kafka client in
 Loopline goes through `loopline_common.kafka_io`.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from google.protobuf.message import Message
 
-from loopline_common.kafka_io import content_type
+from loopline_common.kafka_io import content_type, producer_metrics
 from loopline_common.metrics import ServiceMetrics
 from loopline_common.topics import PREDICTIONS
 
@@ -58,11 +58,7 @@ class LogProducer:
             "error_cb": self._on_error,
             "logger": log,
         }
-        self._produced = metrics.counter("kafka_produced_total", "Records acknowledged by Kafka", ["topic"])
-        self._dropped = metrics.counter(
-            "kafka_dropped_total", "Records dropped instead of blocking or after failed delivery", ["topic", "reason"]
-        )
-        self._buffered = metrics.gauge("kafka_producer_buffered", "Records waiting in the producer buffer")
+        self._produced, self._dropped, self._buffered = producer_metrics(metrics)
         self._producer = Producer(self._config)
         self._buffered.set_function(lambda: len(self._producer))
         self._fatal = False
@@ -81,17 +77,15 @@ class LogProducer:
             )
         except BufferError:
             self._dropped.labels(topic, "buffer_full").inc()
-            self._producer.poll(0)
             return False
         except KafkaException as exc:  # refused locally (e.g. larger than message.max.bytes)
             self._say("kafka refused a prediction-log batch: %s", exc)
             self._dropped.labels(topic, "rejected").inc()
             return False
-        self._producer.poll(0)  # serve delivery reports (and logs) of earlier batches
         return True
 
     def poll(self) -> None:
-        """Serve delivery reports; the log calls this on every flush, even with nothing to send."""
+        """Serve delivery reports (and librdkafka's logs); the log calls this once per flush."""
         self._producer.poll(0)
 
     def close(self, timeout: float = 10.0) -> None:

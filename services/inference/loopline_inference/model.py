@@ -140,9 +140,6 @@ class OnnxModel:
         # output's name, and ORT's binding itself (InferenceSession.run re-validates the feed names the
         # signature check already did).
         self.version_label = str(self.version)
-        # Outputs that come back from ORT in a form OIP cannot use as is (text: numpy str arrays).
-        self._convert = tuple(s.datatype == "BYTES" for s in self.outputs)
-        self._any_bytes = any(self._convert)
         self._fixed_dims = {s.name: tuple((i, d) for i, d in enumerate(s.shape) if d != -1) for s in self.inputs}
         self._output_names = [s.name for s in self.outputs]
         binding = getattr(self.session, "_sess", None)
@@ -153,18 +150,14 @@ class OnnxModel:
         if output_names is None:
             specs: tuple[TensorSpec, ...] | list[TensorSpec] = self.outputs
             names = self._output_names
-            convert: tuple[bool, ...] = self._convert
         else:
             specs = [self.output_spec(n) for n in output_names]
             names = [s.name for s in specs]
-            convert = tuple(s.datatype == "BYTES" for s in specs)
         values = self._run(names, feed, None) if self._run is not None else self.session.run(names, feed)
-        # Numbers only: ORT's arrays as they are (every output is a tensor: `_spec` refuses anything else).
-        if not (self._any_bytes if output_names is None else any(convert)):
-            return [Tensor(spec.name, spec.datatype, value) for spec, value in zip(specs, values, strict=True)]
+        # ORT's arrays as they are, but text (every output is a tensor: `_spec` refuses anything else).
         return [
-            Tensor(spec.name, spec.datatype, _as_array(value, spec.datatype) if bytes_out else value)
-            for spec, value, bytes_out in zip(specs, values, convert, strict=True)
+            Tensor(spec.name, spec.datatype, _as_array(value, spec.datatype) if spec.datatype == "BYTES" else value)
+            for spec, value in zip(specs, values, strict=True)
         ]
 
     def output_spec(self, name: str) -> TensorSpec:

@@ -186,12 +186,7 @@ def to_json_data(array: np.ndarray[Any, Any], datatype: str) -> Any:
 
 def from_raw(name: str, datatype: Any, shape: Any, raw: bytes | memoryview) -> np.ndarray[Any, Any]:
     """A numpy array from raw little-endian bytes (BYTES: 4-byte length-prefixed elements)."""
-    return from_raw_dims(name, datatype, check_shape(name, shape), raw)
-
-
-def from_raw_dims(name: str, datatype: Any, dims: list[int], raw: bytes | memoryview) -> np.ndarray[Any, Any]:
-    """`from_raw` for a shape already known to be a list of non-negative ints (gRPC's int64 shape, checked
-    for negatives by the caller)."""
+    dims = check_shape(name, shape)
     dtype = dtype_for(name, datatype)
     count = element_count(dims)
     if datatype == "BYTES":

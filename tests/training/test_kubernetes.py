@@ -7,6 +7,7 @@ termination messages through the same API. The manifest is validated against the
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import uuid
@@ -200,6 +201,39 @@ def test_a_failed_job_reports_the_error_the_job_wrote(emulator: Emulator) -> Non
         other = wait_for(lambda: recorder.outcomes.get(silent.job_id), timeout=30, what="an outcome")
         assert other.status == "failed"
         assert "BackoffLimitExceeded: Job has reached the specified backoff limit" in other.error
+    finally:
+        runner.close()
+
+
+def test_a_job_started_while_the_watcher_lists_is_not_taken_for_vanished(emulator: Emulator) -> None:
+    """The watcher lists, then calls every followed job missing from the list vanished; a job created and
+    followed while that list was in flight is missing from it without having gone anywhere."""
+    recorder = Recorder()
+    runner = KubernetesRunner(api=api_client(api_url=emulator.url), template=template(), events=recorder,
+                              resync_seconds=5)
+    batch, core = _controller(emulator)
+    first, late = record(), record()
+    real_list = runner.batch.list_namespaced_job
+    started = threading.Event()
+
+    @functools.wraps(real_list)  # the watch reads the return type from the wrapped method
+    def list_then_start_another(*args: Any, **kwargs: Any) -> Any:
+        listed = real_list(*args, **kwargs)
+        if not kwargs.get("watch") and not started.is_set():
+            started.set()
+            runner.start(late)  # created after the list was taken, followed before the vanished check
+        return listed
+
+    runner.batch.list_namespaced_job = list_then_start_another  # type: ignore[method-assign]
+    try:
+        runner.start(first)
+        assert started.wait(30)
+        result = Outcome(status="succeeded", mlflow_run_id="b" * 32, registered_version=1)
+        _finish_pod(core, job_name(late.job_id), result.to_json(), 0)
+        batch.patch_namespaced_job_status(job_name(late.job_id), NAMESPACE, {"status": {
+            "succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
+        assert wait_for(lambda: recorder.outcomes.get(late.job_id), timeout=30, what="an outcome") == result
+        assert first.job_id not in recorder.outcomes
     finally:
         runner.close()
 

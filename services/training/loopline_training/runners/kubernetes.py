@@ -130,13 +130,17 @@ class KubernetesRunner:
     def _run(self) -> None:
         while not self._closed.is_set():
             try:
+                # Only the jobs followed before the list can have vanished from it: one started while the
+                # list was in flight was created after it.
+                with self._lock:
+                    followed = set(self._watching)
                 listed = self.batch.list_namespaced_job(self.namespace, label_selector=SELECTOR)
                 seen = set()
                 for item in listed.items:
                     seen.add(self._job_id(item))
                     self._handle("LISTED", item)
                 with self._lock:
-                    vanished = [j for j in self._watching if j not in seen]
+                    vanished = [j for j in followed if j in self._watching and j not in seen]
                 for job_id in vanished:  # deleted while nobody watched
                     self._gone(job_id)
                 self._watch = watch.Watch()  # type: ignore[no-untyped-call]

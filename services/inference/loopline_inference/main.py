@@ -13,6 +13,7 @@ from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field
 
 from loopline.inference.v1 import inference_pb2, inference_pb2_grpc
+from loopline_common.allocator import keep_freed_memory
 from loopline_common.errors import NotFound
 from loopline_common.grpc_server import GrpcServer
 from loopline_common.http_app import create_http_app
@@ -246,6 +247,8 @@ def _json(message: Any) -> dict[str, Any]:
 def main() -> None:
     settings = load_settings_or_exit(InferenceSettings)
     configure_logging(service=SERVICE, level=settings.log_level)
+    if settings.allocator_keep_mib:
+        keep_freed_memory(mmap_mib=16, trim_mib=settings.allocator_keep_mib)
     service = InferenceService(settings)
     if settings.uvloop:
         import uvloop

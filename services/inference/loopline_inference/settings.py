@@ -56,3 +56,7 @@ class InferenceSettings(ServiceSettings):
         False, description="Report ready before a model is loaded (the embedded stack, before any training)"
     )
     uvloop: bool = Field(True, description="Run on uvloop")
+    allocator_keep_mib: int = Field(
+        64, ge=0, description="Free memory glibc keeps for reuse instead of returning it (and no per-buffer mmap "
+        "below 16 MiB): request-sized buffers then cost no page faults; 0 = glibc's defaults",
+    )

@@ -47,6 +47,7 @@ def test_rules_pass_promtool_check(value_set: str, tmp_path: Path) -> None:
 def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
     tests = yaml.safe_load(UNIT_TESTS.read_text())["tests"]
     firing: set[str] = set()
+    quiet: set[str] = set()
     for group in tests:
         series = [s["series"] for s in group["input_series"]]
         for case in group["alert_rule_test"]:
@@ -54,7 +55,11 @@ def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
                 firing.add(case["alertname"])
                 # The group holds series that must not raise it: more series than expected alerts.
                 assert len(series) > len(case["exp_alerts"]), case["alertname"]
+            else:
+                quiet.add(case["alertname"])
     assert firing == _alert_names(_rules())
+    # And an explicit case where it must not fire (too early for its `for`, or within its limit).
+    assert quiet >= firing, sorted(firing - quiet)
 
 
 def test_promtool_unit_tests_pass(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ step with everything the job sends MLflow around and during it, timed from the f
 the last: the run with its tags (created by the tracker's logger thread while training starts), the
 params, every per-iteration metric (enqueued by the training thread, sent by the logger thread in
 log_batch requests as soon as 250 wait and at least every 2 s: the job's defaults, METRICS_BATCH_SIZE
-and METRICS_FLUSH_SECONDS), the hold-out metrics, and closing the run (`end`, which waits until MLflow
+and METRICS_FLUSH_SECONDS; what is left is sent when training ends, while the hold-out is scored, as
+the job does), the hold-out metrics, and closing the run (`end`, which waits until MLflow
 has everything), against a real MLflow server (SQLite, local artifacts) started here. The tracker is
 the job's own (`MlflowTracker`), so the requests are the job's: the client's calls for the run and
 MLflow's REST log-batch for the values (see loopline_training/job/tracking.py for why).
@@ -140,7 +141,7 @@ def _run_on(url: str, family: str, round_: int, fit: Any, spec: Any, data: Any) 
           tags={"loopline.job_id": "bench", "loopline.family": family,
                 "loopline.training_set_hash": data.content_hash})
     timed(tracker.log_params, run_params(spec))
-    trained = fit(spec, data, report=report)
+    trained = fit(spec, data, report=report, trained=tracker.flush)  # as the job: the curve's tail goes out now
     timed(tracker.log_metrics, trained.evaluation.metrics)
     timed(tracker.end, "FINISHED")
     took_cpu = time.process_time() - cpu

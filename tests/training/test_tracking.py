@@ -93,6 +93,22 @@ def test_a_batch_goes_as_soon_as_enough_metrics_wait(mlflow_server: str) -> None
     assert len(MlflowClient(mlflow_server).get_metric_history(run_id, "loss")) == 250
 
 
+def test_flush_sends_what_is_logged_without_waiting_for_it(mlflow_server: str) -> None:
+    # The job flushes when training ends: the tail of the curve goes while the hold-out is scored.
+    tracker = MlflowTracker(tracking_uri=mlflow_server, flush_seconds=3600, batch_metrics=1000)
+    tracker.start(experiment="loopline-tests/tracking", run_name="flush-now", tags={})
+    run_id = tracker.wait_started()
+    for step in range(1, 41):
+        tracker.metric("loss", 1.0 / step, step)
+    tracker.flush()
+    client = MlflowClient(mlflow_server)
+    wait_for(lambda: len(client.get_metric_history(run_id, "loss")) == 40, timeout=30,
+             what="the flushed metrics in MLflow")
+    assert tracker.batches == 1
+    tracker.end("FINISHED")
+    assert tracker.batches == 1  # nothing was left for closing the run
+
+
 def test_an_unreachable_server_fails_the_tracking_within_bounds() -> None:
     tracker = MlflowTracker(tracking_uri=f"http://127.0.0.1:{free_port()}", flush_seconds=3600, end_timeout=30)
     tracker.start(experiment="nowhere", run_name="x", tags={"a": "b"})

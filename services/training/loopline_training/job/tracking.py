@@ -6,7 +6,8 @@ queue (a deque: appending is atomic, no lock, no wake-up); one logger thread tak
 and makes every request: creating the run (with its first tags, while the training set loads), then
 `log_batch` requests that each carry whatever metrics, params and tags have accumulated (up to MLflow's
 per-request limits), sent as soon as `batch_metrics` metrics wait, at least every `flush_seconds`,
-and whenever the job needs them sent (`drain`, `end`, before an artifact upload). Sending by count
+and whenever the job needs them sent (`flush` when training ends, without waiting; `drain`, `end`,
+before an artifact upload). Sending by count
 bounds what `end` has left to send, and so how long the training thread waits for it, whenever
 training stops. A per-iteration metric therefore costs the training thread one append of a tuple: no
 MLflow object, no lock, and the logger thread is not woken for it (it wakes on its flush timer, on
@@ -80,6 +81,8 @@ class Tracker(Protocol):
     def metric(self, key: str, value: float, step: int) -> None: ...
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None: ...
+
+    def flush(self) -> None: ...
 
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
@@ -188,6 +191,15 @@ class RestBatches:
         self.pool.close()
 
 
+class _Flush:
+    """Queue item: send everything accumulated now; nobody waits for it (`flush`)."""
+
+    __slots__ = ()
+
+
+_FLUSH = _Flush()
+
+
 class _Barrier:
     """Queue item: send everything accumulated now, then signal (for `drain` and `end`)."""
 
@@ -265,6 +277,8 @@ class MlflowTracker:
                 self._guarded(self._send)
             finally:
                 item.done.set()
+        elif item is _FLUSH:
+            self._guarded(self._send)
         else:
             self._guarded(self._send)  # what was logged before a control call goes first
             self._guarded(item)
@@ -342,6 +356,12 @@ class MlflowTracker:
                 raise TrackingError(
                     f"MLflow fell {self._max_queued} values behind and took none for {self.end_timeout:.0f} s"
                 )
+
+    def flush(self) -> None:
+        """Have what is logged so far sent now, without waiting for it (the job calls this when training
+        ends, so that the last of the curve is sent while the hold-out is scored, not when the run ends)."""
+        if self._worker is not None:
+            self._put(_FLUSH, wake=True)
 
     def drain(self, timeout: float = 60.0) -> None:
         """Send everything logged so far and wait until it was sent; raise the first MLflow error."""
@@ -477,6 +497,9 @@ class NullTracker:
         pass
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def set_tags(self, tags: dict[str, str]) -> None:

@@ -19,8 +19,8 @@ has everything), against a real MLflow server (SQLite, local artifacts) started 
 the job's own (`MlflowTracker`), so the requests are the job's: the client's calls for the run and
 MLflow's REST log-batch for the values (see loopline_training/job/tracking.py for why).
 
-Measurement: ROUNDS pairs of one "off" and one "on" run, interleaved and in alternating order (off-on,
-on-off, ...) so that the machine's other load falls on both sides alike. Per run: wall time, and the CPU
+Measurement: ROUNDS rounds of one "off" and one "on" run (and the control below), interleaved and in
+rotating order so that the machine's other load falls on every side alike. Per run: wall time, and the CPU
 time of the whole benchmark process (`time.process_time`: the training thread plus the logger thread's
 request work; the MLflow server is another process, as it is in a cluster). Each ratio is the median of
 the per-pair on/off ratios; "ours"/"peer" are the medians of the on and off runs. Goal (issue 5):
@@ -29,6 +29,13 @@ same question asked in a way the machine's other load barely moves. The remainin
 fixed cost (the run's first requests, and on the training thread's path the last batch and closing the
 run: two requests of the MLflow server's, each ~10 ms of its CPU here), so the ratio falls as training
 gets longer.
+
+A control per round: a third run, "off" again while another process (bench/tracking_load.py) sends the
+MLflow server what an "on" run sends, at the same pace, through the job's tracker. On this 2-core
+machine the MLflow server works on the other core while a tracked fit trains, and that alone slows the
+fit (memory-bound LightGBM more than the MLP); in a cluster MLflow runs in its own pods. Reported: that
+effect (busy/off), and on/busy, the tracking's cost with the server's presence on both sides. Rounds
+rotate the order of the three runs.
 
 Two more figures per family split the overhead where the training's own run-to-run noise cannot hide
 it (the same fit varies by 5-15 % in CPU time between runs on this shared machine, more than the goal):
@@ -109,6 +116,28 @@ def _run_off(fit: Any, spec: Any, data: Any) -> tuple[float, float, float]:
     return time.perf_counter() - wall, took_cpu, took_cpu - (time.thread_time() - own)
 
 
+def _run_busy(url: str, fit: Any, spec: Any, data: Any, values: int, seconds: float) -> tuple[float, float, float]:
+    """An "off" run while another process sends MLflow what an "on" run sends, at its pace (the control
+    for the MLflow server sharing this machine): (wall s, process CPU s, CPU s of other threads)."""
+    load = subprocess.Popen([sys.executable, str(REPO / "bench" / "tracking_load.py"), url, str(values),
+                             f"{seconds:.3f}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    if load.stdin is None or load.stdout is None:
+        raise RuntimeError("no pipes to bench/tracking_load.py")
+    try:
+        if load.stdout.readline().strip() != "ready":
+            raise RuntimeError("bench/tracking_load.py did not start")
+        load.stdin.write("go\n")
+        load.stdin.flush()
+        took = _run_off(fit, spec, data)
+        if load.stdout.readline().strip() != "done":
+            raise RuntimeError("bench/tracking_load.py failed")
+        return took
+    finally:
+        load.kill()
+        load.wait()
+
+
 def _run_on(url: str, family: str, round_: int, fit: Any, spec: Any, data: Any) -> tuple[
         tuple[float, float, float], float, int, int]:
     """One "on" run: (wall s, process CPU s, CPU s of threads other than the training thread), the
@@ -186,22 +215,30 @@ def main() -> None:
                 # (wall s, process CPU s, CPU s of the threads other than the training thread) per run
                 off: list[tuple[float, float, float]] = []
                 on: list[tuple[float, float, float]] = []
+                busy: list[tuple[float, float, float]] = []  # "off" with MLflow as busy as in "on"
                 blocked: list[float] = []  # time the training thread itself spent in tracking calls
                 requests: list[int] = []
                 values = 0
 
+                logged = 0  # metric values an "on" run logs, and its length, for the control's pace
+                pace = 0.0
+                sides = ("off", "on", "busy")
                 for round_ in range(ROUNDS):
-                    for side in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+                    turn = round_ % 3 if round_ else 1  # the first round starts with "on": the control needs its pace
+                    for side in sides[turn:] + sides[:turn]:
                         if side == "off":
                             off.append(_run_off(fit, spec, data))
-                            continue
-                        took, share, made, values = _run_on(url, family, round_, fit, spec, data)
-                        requests.append(made)
-                        on.append(took)
-                        blocked.append(share)
-                    print(f"  {family} round {round_ + 1}: off {off[-1][0]:.2f} s wall, {off[-1][1]:.2f} s CPU",
-                          flush=True)
-                note = f"load average {os.getloadavg()[0]:.1f} on 2 cores; {ROUNDS} interleaved pairs"
+                        elif side == "busy":
+                            busy.append(_run_busy(url, fit, spec, data, logged, pace))
+                        else:
+                            took, share, made, values = _run_on(url, family, round_, fit, spec, data)
+                            requests.append(made)
+                            on.append(took)
+                            blocked.append(share)
+                            logged, pace = values, took[0]
+                    print(f"  {family} round {round_ + 1}: off {off[-1][0]:.2f} s wall, {off[-1][1]:.2f} s CPU; "
+                          f"off with MLflow busy {busy[-1][0]:.2f} s wall, {busy[-1][1]:.2f} s CPU", flush=True)
+                note = f"load average {os.getloadavg()[0]:.1f} on 2 cores; {ROUNDS} interleaved rounds"
                 for index, what in ((0, "training time"), (1, "process CPU time")):
                     pair = statistics.median(n[index] / f[index] for n, f in zip(on, off, strict=True))
                     results.append({
@@ -211,6 +248,23 @@ def main() -> None:
                         "goal": "logging overhead <= 2 % (on/off <= 1.02)" if index == 0
                         else "<= 1.02 (the same goal in CPU time)",
                         "met": pair <= 1.02, "unit": "s", "note": note})
+                # The control: what the MLflow server's work on this machine does to an untracked fit, and
+                # the on/off ratio against the fit with that work alongside (the tracking's cost beyond it).
+                for index, what in ((0, "training time"), (1, "process CPU time")):
+                    effect = statistics.median(b[index] / f[index] for b, f in zip(busy, off, strict=True))
+                    results.append({
+                        "name": f"{family}: {what}, off with the MLflow server as busy as in an on run vs off "
+                                "(the server shares this machine)", "ours": statistics.median(b[index] for b in busy),
+                        "peer": statistics.median(f[index] for f in off), "ratio": effect,
+                        "goal": "report: the colocated server's effect, absent where MLflow runs in its own pods",
+                        "met": True, "unit": "s", "note": note})
+                    beyond = statistics.median(n[index] / b[index] for n, b in zip(on, busy, strict=True))
+                    results.append({
+                        "name": f"{family}: {what}, MLflow logging on vs off with the server equally busy",
+                        "ours": statistics.median(n[index] for n in on),
+                        "peer": statistics.median(b[index] for b in busy), "ratio": beyond,
+                        "goal": "<= 1.02: the tracking's own overhead, the colocated server's effect measured "
+                                "alongside", "met": beyond <= 1.02, "unit": "s", "note": note})
                 # The tracker's logger thread (every request, encoding, the client): its CPU in the "on"
                 # run beyond what other threads used in the paired "off" run, per second of training.
                 logger = statistics.median((n[2] - f[2]) / f[1] for n, f in zip(on, off, strict=True))

@@ -217,7 +217,8 @@ def test_every_workload_has_a_network_policy_and_a_pdb(value_set: str) -> None:
         assert any(_selects(p, labels) for p in policies), f"{value_set}: no NetworkPolicy selects {name}"
         assert any(_selects(p, labels) for p in pdbs), f"{value_set}: no PDB selects {name}"
     # Training Jobs (made at run time by the training service) have their own policy.
-    job_labels = {"app.kubernetes.io/name": "loopline-training", "app.kubernetes.io/component": "training-job"}
+    job_labels = {"app.kubernetes.io/name": "loopline-training", "app.kubernetes.io/component": "training-job",
+                  "app.kubernetes.io/instance": "demo"}
     assert any(_selects(p, job_labels) for p in policies)
 
 

@@ -29,6 +29,7 @@ CALLS = {
     ("registry", "mlflow", "http"),
 }
 OPEN_TO_ALL = {"inference"}
+RELEASE = "demo"  # the release name tests/deploy/k8s.py renders with
 
 
 @functools.cache
@@ -44,7 +45,8 @@ def _job_pod_labels() -> dict[str, str]:
     template = module.JobTemplate(namespace="loopline", image="img", service_account="sa", cpu_request="1",
                                   cpu_limit="1", memory_request="1Gi", memory_limit="1Gi", backoff_limit=0,
                                   ttl_seconds_after_finished=60, active_deadline_seconds=60, env={},
-                                  token_secret="registry-token-secret-name")  # noqa: S106 - a Secret's name
+                                  token_secret="registry-token-secret-name",  # noqa: S106 - a Secret's name
+                                  instance=RELEASE)
     manifest = module.job_manifest(job_id="0" * 32, model_name="fraud", family="lightgbm", spec_json="{}",
                                    template=template)
     labels: dict[str, str] = manifest["spec"]["template"]["metadata"]["labels"]
@@ -129,6 +131,11 @@ def test_network_policies_let_through_exactly_the_calls_the_services_make(value_
                 elif got and not expected:
                     extra.append(f"{src} -> {dst}:{name}({port})")
     assert not missing, f"{value_set}: calls the policies block: {missing}"
+    # Another release's training Jobs in the namespace reach nothing of this release.
+    other_release = {**pods["training-job"], "app.kubernetes.io/instance": "other"}
+    for dst in ("registry", "features", "mlflow"):
+        port = ports[dst]["grpc" if dst != "mlflow" else "http"]
+        assert not allowed(policies, other_release, pods[dst], port), dst
     assert not extra, f"{value_set}: traffic the policies let through that no service makes: {extra}"
 
 

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import json
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import pytest
 from kubernetes import client
 from loopline_training.protocol import Outcome, Progress
 from loopline_training.runners.kubernetes import KubernetesRunner, api_client
-from loopline_training.runners.manifest import SELECTOR, JobTemplate, job_manifest, job_name
+from loopline_training.runners.manifest import SELECTOR, JobTemplate, job_manifest, job_name, job_selector
 from loopline_training.store import new_record
 
 from tests.training.support import wait_for
@@ -120,6 +121,38 @@ def test_the_job_manifest_is_a_valid_kubernetes_job(version: str) -> None:
     assert len(manifest["metadata"]["name"]) <= 63
 
 
+def test_jobs_carry_their_release_and_the_runner_watches_only_its_own(emulator: Emulator) -> None:
+    mine, theirs = template(instance="demo"), template(instance="other")
+    labels = job_manifest(job_id="a" * 32, model_name="m", family="lightgbm", spec_json="{}",
+                          template=mine)["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/instance"] == "demo"
+    assert "app.kubernetes.io/instance" not in job_manifest(job_id="a" * 32, model_name="m", family="lightgbm",
+                                                          spec_json="{}", template=template())["metadata"]["labels"]
+    assert job_selector(mine) == "app.kubernetes.io/component=training-job,app.kubernetes.io/instance=demo"
+    assert job_selector(template()) == SELECTOR
+    # The runner lists and watches with its release in the selector (the emulator does not filter by
+    # labels, so what is checked is the request the API server would filter by).
+    batch, _ = _controller(emulator)
+    batch.create_namespaced_job(NAMESPACE, job_manifest(job_id=record().job_id, model_name="m", family="lightgbm",
+                                                        spec_json="{}", template=theirs))
+    runner = KubernetesRunner(api=api_client(api_url=emulator.url), template=mine, events=Recorder(),
+                              resync_seconds=5)
+    try:
+        runner.start(record())
+
+        def selectors() -> list[str]:
+            found = []
+            for url in emulator.requests("GET"):
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+                found += query.get("labelSelector", [])
+            return found
+
+        wait_for(lambda: "watch=true" in " ".join(emulator.requests("GET")), timeout=30, what="the runner's watch")
+        assert selectors() and set(selectors()) == {job_selector(mine)}
+    finally:
+        runner.close()
+
+
 def test_a_bad_manifest_is_caught_by_the_schema() -> None:
     manifest = job_manifest(job_id="abc", model_name="m", family="lightgbm", spec_json="{}", template=template())
     manifest["spec"]["backoffLimit"] = "zero"
@@ -214,14 +247,16 @@ def test_a_job_started_while_the_watcher_lists_is_not_taken_for_vanished(emulato
     batch, core = _controller(emulator)
     first, late = record(), record()
     real_list = runner.batch.list_namespaced_job
-    started = threading.Event()
+    started = threading.Event()  # set once `late` exists
+    calls: list[int] = []
 
     @functools.wraps(real_list)  # the watch reads the return type from the wrapped method
     def list_then_start_another(*args: Any, **kwargs: Any) -> Any:
         listed = real_list(*args, **kwargs)
-        if not kwargs.get("watch") and not started.is_set():
-            started.set()
+        if not kwargs.get("watch") and not calls:
+            calls.append(1)
             runner.start(late)  # created after the list was taken, followed before the vanished check
+            started.set()
         return listed
 
     runner.batch.list_namespaced_job = list_then_start_another  # type: ignore[method-assign]

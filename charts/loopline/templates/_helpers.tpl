@@ -73,6 +73,7 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
     matchLabels:
       app.kubernetes.io/name: loopline-training
       app.kubernetes.io/component: training-job
+      app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- else }}
 - podSelector:
     matchLabels:

@@ -82,7 +82,7 @@ def build_runner(settings: TrainingSettings, events: _Events) -> Runner:
             memory_limit=settings.kubernetes_memory_limit, backoff_limit=settings.kubernetes_backoff_limit,
             ttl_seconds_after_finished=settings.kubernetes_ttl_seconds,
             active_deadline_seconds=settings.kubernetes_active_deadline_seconds,
-            token_secret=settings.kubernetes_token_secret, env=env,
+            token_secret=settings.kubernetes_token_secret, env=env, instance=settings.kubernetes_instance,
         )
         api = api_client(api_url=settings.kubernetes_api_url, kubeconfig=settings.kubeconfig)
         return KubernetesRunner(api=api, template=template, events=events)

@@ -102,6 +102,9 @@ class TrainingSettings(ServiceSettings):
     kubernetes_token_secret: str = Field(
         "loopline-training-registry-token", description="Secret (key `token`) holding the registry token for Jobs"
     )
+    kubernetes_instance: str = Field(
+        "", description="app.kubernetes.io/instance label of the Jobs (the Helm release); empty: none"
+    )
     kubernetes_api_url: str = Field(
         "", description="Kubernetes API URL without auth (tests, kubectl proxy); empty: kubeconfig or in-cluster"
     )

@@ -23,10 +23,10 @@ from loopline_training.runners.manifest import (
     CONTAINER,
     LABEL_COMPONENT,
     LABEL_JOB_ID,
-    SELECTOR,
     JobTemplate,
     job_manifest,
     job_name,
+    job_selector,
 )
 from loopline_training.store import JobRecord
 
@@ -61,6 +61,7 @@ class KubernetesRunner:
         self.namespace = template.namespace
         self.events = events
         self.resync_seconds = resync_seconds
+        self.selector = job_selector(template)
         self._watching: dict[str, str] = {}  # job id -> Kubernetes Job name
         self._running_reported: set[str] = set()
         self._cancelling: set[str] = set()
@@ -134,7 +135,7 @@ class KubernetesRunner:
                 # list was in flight was created after it.
                 with self._lock:
                     followed = set(self._watching)
-                listed = self.batch.list_namespaced_job(self.namespace, label_selector=SELECTOR)
+                listed = self.batch.list_namespaced_job(self.namespace, label_selector=self.selector)
                 seen = set()
                 for item in listed.items:
                     seen.add(self._job_id(item))
@@ -145,7 +146,7 @@ class KubernetesRunner:
                     self._gone(job_id)
                 self._watch = watch.Watch()  # type: ignore[no-untyped-call]
                 events = self._watch.stream(  # type: ignore[no-untyped-call]
-                    self.batch.list_namespaced_job, self.namespace, label_selector=SELECTOR,
+                    self.batch.list_namespaced_job, self.namespace, label_selector=self.selector,
                     timeout_seconds=self.resync_seconds,
                     # and a client-side bound, for API servers (or proxies) that do not end the stream
                     _request_timeout=(10, self.resync_seconds + 10),

@@ -18,6 +18,7 @@ COMPONENT = "training-job"
 LABEL_JOB_ID = "loopline.dev/job-id"
 LABEL_MODEL = "loopline.dev/model"
 LABEL_FAMILY = "loopline.dev/family"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
 SELECTOR = f"{LABEL_COMPONENT}={COMPONENT}"
 CONTAINER = "job"
 TERMINATION_LOG = "/dev/termination-log"
@@ -41,6 +42,14 @@ class JobTemplate:
     token_secret: str
     env: dict[str, str]  # job settings (MLflow, registry, features addresses, threads, ...)
     image_pull_policy: str = "IfNotPresent"
+    # The Helm release the Jobs belong to (their app.kubernetes.io/instance label): two releases in one
+    # namespace then neither watch nor admit each other's Jobs. Empty: no such label.
+    instance: str = ""
+
+
+def job_selector(template: JobTemplate) -> str:
+    """The label selector of this service's Jobs (and of their pods)."""
+    return SELECTOR + (f",{LABEL_INSTANCE}={label_value(template.instance)}" if template.instance else "")
 
 
 def job_name(job_id: str) -> str:
@@ -62,6 +71,8 @@ def job_manifest(*, job_id: str, model_name: str, family: str, spec_json: str, t
         LABEL_MODEL: label_value(model_name),
         LABEL_FAMILY: label_value(family),
     }
+    if template.instance:
+        labels[LABEL_INSTANCE] = label_value(template.instance)
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(template.env.items())]
     env.append({"name": "LOOPLINE_TRAINING_JOB_SPEC", "value": spec_json})
     env.append({

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 
-def main() -> None:
+def job_tracker(url: str) -> Any:
+    """The job's tracker with the job's defaults (METRICS_FLUSH_SECONDS, METRICS_BATCH_SIZE)."""
     from loopline_training.job.tracking import MlflowTracker
     from loopline_training.settings import JobSettings
 
-    url, values, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     fields = JobSettings.model_fields
-    tracker = MlflowTracker(tracking_uri=url, flush_seconds=fields["metrics_flush_seconds"].default,
-                            batch_metrics=fields["metrics_batch_size"].default)
+    return MlflowTracker(tracking_uri=url, flush_seconds=fields["metrics_flush_seconds"].default,
+                         batch_metrics=fields["metrics_batch_size"].default)
+
+
+def main() -> None:
+    url, values, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    tracker = job_tracker(url)
     print("ready", flush=True)
     sys.stdin.readline()
     began = time.perf_counter()

@@ -108,6 +108,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     stop_group(proc)
 
 
+def _paired(name: str, mine: list[tuple[float, float, float]], theirs: list[tuple[float, float, float]],
+            index: int, goal: str, note: str, limit: float | None = 1.02) -> dict[str, Any]:
+    """A figure over the rounds: medians of both sides (wall time: index 0, CPU: 1), the ratio the median
+    of the per-round ratios; met when that is within `limit` (None: reported only)."""
+    ratio = statistics.median(a[index] / b[index] for a, b in zip(mine, theirs, strict=True))
+    return {"name": name, "ours": statistics.median(a[index] for a in mine),
+            "peer": statistics.median(b[index] for b in theirs), "ratio": ratio, "goal": goal,
+            "met": limit is None or ratio <= limit, "unit": "s", "note": note}
+
+
 def _run_off(fit: Any, spec: Any, data: Any) -> tuple[float, float, float]:
     """One "off" run: (wall s, process CPU s, CPU s of threads other than this one)."""
     wall, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
@@ -143,13 +153,9 @@ def _run_on(url: str, family: str, round_: int, fit: Any, spec: Any, data: Any) 
     """One "on" run: (wall s, process CPU s, CPU s of threads other than the training thread), the
     training thread's share in tracking calls, the requests made and the values logged."""
     from loopline_training.job.pipeline import run_params
-    from loopline_training.job.tracking import MlflowTracker
-    from loopline_training.settings import JobSettings
+    from tracking_load import job_tracker  # bench/, this script's folder
 
-    # The job's defaults (METRICS_FLUSH_SECONDS, METRICS_BATCH_SIZE), as a job gets them.
-    fields = JobSettings.model_fields
-    tracker = MlflowTracker(tracking_uri=url, flush_seconds=fields["metrics_flush_seconds"].default,
-                            batch_metrics=fields["metrics_batch_size"].default)
+    tracker = job_tracker(url)
     in_calls = [0.0]
     logged = [0]
 
@@ -170,7 +176,7 @@ def _run_on(url: str, family: str, round_: int, fit: Any, spec: Any, data: Any) 
           tags={"loopline.job_id": "bench", "loopline.family": family,
                 "loopline.training_set_hash": data.content_hash})
     timed(tracker.log_params, run_params(spec))
-    trained = fit(spec, data, report=report, trained=tracker.flush)  # as the job: the curve's tail goes out now
+    trained = fit(spec, data, report=report, on_trained=tracker.flush)  # as the job: the curve's tail goes out now
     timed(tracker.log_metrics, trained.evaluation.metrics)
     timed(tracker.end, "FINISHED")
     took_cpu = time.process_time() - cpu
@@ -220,8 +226,7 @@ def main() -> None:
                 requests: list[int] = []
                 values = 0
 
-                logged = 0  # metric values an "on" run logs, and its length, for the control's pace
-                pace = 0.0
+                pace = 0.0  # an "on" run's length: the control sends its `values` over as long
                 sides = ("off", "on", "busy")
                 for round_ in range(ROUNDS):
                     turn = round_ % 3 if round_ else 1  # the first round starts with "on": the control needs its pace
@@ -229,42 +234,33 @@ def main() -> None:
                         if side == "off":
                             off.append(_run_off(fit, spec, data))
                         elif side == "busy":
-                            busy.append(_run_busy(url, fit, spec, data, logged, pace))
+                            busy.append(_run_busy(url, fit, spec, data, values, pace))
                         else:
                             took, share, made, values = _run_on(url, family, round_, fit, spec, data)
                             requests.append(made)
                             on.append(took)
                             blocked.append(share)
-                            logged, pace = values, took[0]
+                            pace = took[0]
                     print(f"  {family} round {round_ + 1}: off {off[-1][0]:.2f} s wall, {off[-1][1]:.2f} s CPU; "
                           f"off with MLflow busy {busy[-1][0]:.2f} s wall, {busy[-1][1]:.2f} s CPU", flush=True)
                 note = f"load average {os.getloadavg()[0]:.1f} on 2 cores; {ROUNDS} interleaved rounds"
                 for index, what in ((0, "training time"), (1, "process CPU time")):
-                    pair = statistics.median(n[index] / f[index] for n, f in zip(on, off, strict=True))
-                    results.append({
-                        "name": f"{family}: {what}, MLflow logging on vs off (s; ratio: median of per-pair ratios)",
-                        "ours": statistics.median(n[index] for n in on),
-                        "peer": statistics.median(f[index] for f in off), "ratio": pair,
-                        "goal": "logging overhead <= 2 % (on/off <= 1.02)" if index == 0
-                        else "<= 1.02 (the same goal in CPU time)",
-                        "met": pair <= 1.02, "unit": "s", "note": note})
+                    results.append(_paired(
+                        f"{family}: {what}, MLflow logging on vs off (s; ratio: median of per-pair ratios)", on, off,
+                        index, "logging overhead <= 2 % (on/off <= 1.02)" if index == 0
+                        else "<= 1.02 (the same goal in CPU time)", note))
                 # The control: what the MLflow server's work on this machine does to an untracked fit, and
                 # the on/off ratio against the fit with that work alongside (the tracking's cost beyond it).
                 for index, what in ((0, "training time"), (1, "process CPU time")):
-                    effect = statistics.median(b[index] / f[index] for b, f in zip(busy, off, strict=True))
-                    results.append({
-                        "name": f"{family}: {what}, off with the MLflow server as busy as in an on run vs off "
-                                "(the server shares this machine)", "ours": statistics.median(b[index] for b in busy),
-                        "peer": statistics.median(f[index] for f in off), "ratio": effect,
-                        "goal": "report: the colocated server's effect, absent where MLflow runs in its own pods",
-                        "met": True, "unit": "s", "note": note})
-                    beyond = statistics.median(n[index] / b[index] for n, b in zip(on, busy, strict=True))
-                    results.append({
-                        "name": f"{family}: {what}, MLflow logging on vs off with the server equally busy",
-                        "ours": statistics.median(n[index] for n in on),
-                        "peer": statistics.median(b[index] for b in busy), "ratio": beyond,
-                        "goal": "<= 1.02: the tracking's own overhead, the colocated server's effect measured "
-                                "alongside", "met": beyond <= 1.02, "unit": "s", "note": note})
+                    results.append(_paired(
+                        f"{family}: {what}, off with the MLflow server as busy as in an on run vs off "
+                        "(the server shares this machine)", busy, off, index,
+                        "report: the colocated server's effect, absent where MLflow runs in its own pods", note,
+                        limit=None))
+                    results.append(_paired(
+                        f"{family}: {what}, MLflow logging on vs off with the server equally busy", on, busy, index,
+                        "<= 1.02: the tracking's own overhead, the colocated server's effect measured alongside",
+                        note))
                 # The tracker's logger thread (every request, encoding, the client): its CPU in the "on"
                 # run beyond what other threads used in the paired "off" run, per second of training.
                 logger = statistics.median((n[2] - f[2]) / f[1] for n, f in zip(on, off, strict=True))

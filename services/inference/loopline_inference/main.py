@@ -248,7 +248,7 @@ def main() -> None:
     settings = load_settings_or_exit(InferenceSettings)
     configure_logging(service=SERVICE, level=settings.log_level)
     if settings.allocator_keep_mib:
-        keep_freed_memory(mmap_mib=16, trim_mib=settings.allocator_keep_mib)
+        keep_freed_memory(trim_mib=settings.allocator_keep_mib)
     service = InferenceService(settings)
     if settings.uvloop:
         import uvloop

@@ -65,9 +65,9 @@ class Trained:
 
 
 def fit(spec: pb.JobSpec, data: TrainingSet, *, report: IterationReport | None = None,
-        trained: Callable[[], None] | None = None) -> Trained:
+        on_trained: Callable[[], None] | None = None) -> Trained:
     """Split by time, encode, train the spec's family with its seed, and evaluate on the hold-out;
-    `trained` is called when training is done, before the hold-out is scored."""
+    `on_trained` is called when training is done, before the hold-out is scored."""
     parts = split(data, spec.validation.time_holdout)
     encoding = FeatureEncoding.fit(parts.train, data.features)
     x_train, x_valid, x_hold = (encoding.matrix(p) for p in (parts.train, parts.early_stopping, parts.holdout))
@@ -95,8 +95,8 @@ def fit(spec: pb.JobSpec, data: TrainingSet, *, report: IterationReport | None =
         model = mlp.train(x_train=x_train, y_train=y_train, x_valid=x_valid, y_valid=y_valid, params=params,
                           categorical=categorical, seed=int(spec.seed), report=on_iteration)
     train_seconds = time.perf_counter() - started
-    if trained is not None:
-        trained()
+    if on_trained is not None:
+        on_trained()
     native = model.predict(x_hold)
     evaluation = evaluate(y_hold, native, threshold=spec.threshold)
     return Trained(data=data, split=parts, encoding=encoding, model=model, x_holdout=x_hold, y_holdout=y_hold,
@@ -222,7 +222,7 @@ def run(ctx: JobContext) -> Outcome:
                 tracker.metric(name, value, done)
             reporter.iteration(done, total, metrics)
 
-        trained = fit(spec, data, report=on_iteration, trained=tracker.flush)
+        trained = fit(spec, data, report=on_iteration, on_trained=tracker.flush)
         reporter.stage("evaluating")
         parts = trained.split
         tracker.log_params({

@@ -191,13 +191,8 @@ class RestBatches:
         self.pool.close()
 
 
-class _Flush:
-    """Queue item: send everything accumulated now; nobody waits for it (`flush`)."""
-
-    __slots__ = ()
-
-
-_FLUSH = _Flush()
+def _nothing() -> None:
+    """A control call that does nothing: queued by `flush`, it has what came before it sent."""
 
 
 class _Barrier:
@@ -277,8 +272,6 @@ class MlflowTracker:
                 self._guarded(self._send)
             finally:
                 item.done.set()
-        elif item is _FLUSH:
-            self._guarded(self._send)
         else:
             self._guarded(self._send)  # what was logged before a control call goes first
             self._guarded(item)
@@ -361,7 +354,7 @@ class MlflowTracker:
         """Have what is logged so far sent now, without waiting for it (the job calls this when training
         ends, so that the last of the curve is sent while the hold-out is scored, not when the run ends)."""
         if self._worker is not None:
-            self._put(_FLUSH, wake=True)
+            self._put(_nothing, wake=True)
 
     def drain(self, timeout: float = 60.0) -> None:
         """Send everything logged so far and wait until it was sent; raise the first MLflow error."""
